@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh clone:
+#   make lab    run the whole workbook (synthetic data unless data/oxford-iiit-pet exists)
+#   make test   run every test, the seven notebooks included
+# Both create .venv on first use and install labkit into it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+export MPLBACKEND := Agg
+
+.PHONY: lab test install clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+install: $(INSTALLED)
+
+lab: $(INSTALLED)
+	$(BIN)/python -m labkit workbook
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest tests
+	LABKIT_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+clean:
+	rm -rf $(VENV) data/cache reports/notebooks

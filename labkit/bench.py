@@ -1,0 +1,183 @@
+"""`python -m labkit bench speed|quality`: measure, print and save; never quote a number not measured.
+
+speed:   images per second for training steps and inference, model-only (random tensors already
+         on the device) and end to end (uint8 photos on the device -> augmentation -> normalise ->
+         forward, backward, optimiser: the exact `train_one_epoch` the trainer runs).
+quality: train both models with a profile, then score valid and test (mean per-image Dice at the
+         training size and at original resolution, with and without flip TTA) and the wall time.
+"""
+
+import json
+import platform
+import time
+from datetime import datetime, timezone
+
+import torch
+from tqdm.auto import tqdm
+
+from labkit import paths
+from labkit.config import make_config
+from labkit.device import autocast, resolve_device, resolve_precision
+from labkit.losses import SegmentationLoss
+from labkit.models import build_model, count_parameters
+
+MODEL_NAMES = ("unet", "resnet34_unet")
+
+
+def add_bench_parser(commands) -> None:
+    parser = commands.add_parser("bench", help="speed and quality benchmarks (JSON under reports/bench/)")
+    kinds = parser.add_subparsers(dest="kind", required=True)
+    speed = kinds.add_parser("speed", help="training and inference images/second")
+    speed.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    speed.add_argument("--profile", default="auto", help="model widths from this profile (gpu = full size)")
+    speed.add_argument("--image-size", type=int, default=256)
+    speed.add_argument("--batch-size", type=int, default=32)
+    speed.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    speed.add_argument("--precisions", nargs="+", default=None, help="fp32 bf16 fp16 (default: fp32, plus auto on CUDA)")
+    speed.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    speed.add_argument("--device", default="auto")
+    quality = kinds.add_parser("quality", help="train both models, report valid/test Dice and time")
+    quality.add_argument("--data-path", dest="data_root")
+    quality.add_argument("--profile", default="auto")
+    quality.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    quality.add_argument("--epochs", type=int)
+    quality.add_argument("--device", default="auto")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def images_per_second(step, images_per_step: int, steps: int, device: torch.device, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    return images_per_step * steps / (time.perf_counter() - started)
+
+
+def speed_of(model_name: str, model_kwargs: dict, device, dtype, compiled: bool, args) -> dict:
+    """Model-only and end-to-end train img/s, and inference img/s, for one setting."""
+    from labkit.train import TrainingData, shuffled_batches, train_one_epoch
+
+    torch.manual_seed(0)
+    model = build_model(model_name, **model_kwargs).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if compiled else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, **({"fused": True} if device.type == "cuda" else {}))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    loss_fn = SegmentationLoss()
+    size, batch = args.image_size, args.batch_size
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    inputs = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=memory_format)
+    targets = (torch.rand(batch, size, size, device=device) > 0.5).to(torch.uint8)
+
+    def model_only_step():
+        with autocast(device, dtype):
+            loss = loss_fn(step_model(inputs), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    photos = batch * (args.steps + 3)
+    fake_data = TrainingData(torch.randint(0, 256, (photos, 3, size, size), dtype=torch.uint8, device=device),
+                             (torch.rand(photos, size, size, device=device) > 0.5).to(torch.uint8), None, None, {})
+    config = make_config(model_name, "smoke", batch_size=batch, image_size=size)
+    generator = torch.Generator().manual_seed(0)
+
+    def end_to_end_steps():
+        batches = shuffled_batches(photos, batch, generator)
+        bar = tqdm(total=len(batches), disable=True)
+        train_one_epoch(step_model, batches, fake_data, loss_fn, optimizer, scheduler, scaler, generator,
+                        config, device, dtype, bar)
+
+    @torch.inference_mode()
+    def inference_step():
+        with autocast(device, dtype):
+            step_model(inputs)
+
+    model_only = images_per_second(model_only_step, batch, args.steps, device)
+    end_to_end_steps()  # warm-up epoch (compilation, allocator)
+    synchronize(device)
+    started = time.perf_counter()
+    end_to_end_steps()
+    synchronize(device)
+    end_to_end = photos // batch * batch / (time.perf_counter() - started)
+    step_model.eval()
+    inference = images_per_second(inference_step, batch, args.steps, device)
+    return {"model": model_name, "parameters": count_parameters(model), "precision": str(dtype).split(".")[-1],
+            "compiled": compiled, "train_model_only": model_only, "train_end_to_end": end_to_end,
+            "end_to_end_share": end_to_end / model_only, "inference": inference}
+
+
+def machine() -> dict:
+    device = "cpu: " + (platform.processor() or platform.machine()) + f", {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name()
+    return {"device": device, "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+
+
+def save_report(kind: str, report: dict) -> None:
+    folder = paths.reports_dir() / "bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    path = folder / f"{kind}_{device_type}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"written: {path}")
+
+
+def run_speed(args) -> None:
+    from labkit.config import resolve_profile
+
+    device = resolve_device(args.device)
+    precisions = args.precisions or (["fp32", "auto"] if device.type == "cuda" else ["fp32"])
+    profile = resolve_profile(args.profile)
+    rows = []
+    for model_name in args.models:
+        model_kwargs = make_config(model_name, profile).model_kwargs
+        for precision in precisions:
+            for compiled in ([False, True] if args.compile else [False]):
+                row = speed_of(model_name, model_kwargs, device, resolve_precision(precision, device), compiled, args)
+                rows.append(row)
+                print(f"{model_name:14} {row['precision']:8} {'compiled' if compiled else 'eager':8} "
+                      f"train {row['train_model_only']:8.1f} img/s model-only, {row['train_end_to_end']:8.1f} end-to-end "
+                      f"({row['end_to_end_share']:.0%}); inference {row['inference']:8.1f} img/s")
+    save_report("speed", {"machine": machine(), "image_size": args.image_size, "batch_size": args.batch_size,
+                          "profile": profile, "rows": rows})
+
+
+def run_quality(args) -> None:
+    from labkit.evaluate import evaluate
+    from labkit.train import fit
+
+    rows = []
+    for model_name in args.models:
+        overrides = {"data_root": args.data_root, "device": args.device, "run_name": f"bench_{model_name}"}
+        if args.epochs:
+            overrides["epochs"] = args.epochs
+        config = make_config(model_name, args.profile, **overrides)
+        started = time.perf_counter()
+        result = fit(config)
+        train_seconds = time.perf_counter() - started
+        row = {"model": model_name, "profile": config.profile, "epochs": config.epochs,
+               "train_seconds": train_seconds, "best_epoch": result.best["epoch"]}
+        for split in ("valid", "test"):
+            for tta in (False, True):
+                scores = evaluate(result.best_checkpoint, split=split, root=args.data_root, tta=tta, device=args.device)
+                suffix = "_tta" if tta else ""
+                row[f"{split}_dice{suffix}"] = scores.metrics["resized"]["dice"]
+                row[f"{split}_dice_original{suffix}"] = scores.metrics["original"]["dice"]
+        rows.append(row)
+        print(json.dumps(row, indent=1))
+    save_report("quality", {"machine": machine(), "data_root": args.data_root, "rows": rows})
+
+
+def run_bench(args) -> None:
+    {"speed": run_speed, "quality": run_quality}[args.kind](args)

@@ -1,0 +1,174 @@
+"""`python -m labkit` (or `labkit`): the terminal face of the same engine the notebooks use.
+
+Every subcommand turns its flags into the same objects a notebook builds (a `TrainConfig`, a
+checkpoint path), so there is no second code path to drift. Bad input ends with one line on
+stderr and a non-zero exit, never a traceback.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from labkit import paths
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def add_train_parser(commands) -> None:
+    parser = commands.add_parser("train", help="train a model; checkpoints land in checkpoints/<run-name>/")
+    parser.add_argument("--model", choices=["unet", "resnet34_unet"], default="unet")
+    parser.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto (gpu if CUDA, else cpu)")
+    parser.add_argument("--data-path", dest="data_root", help="dataset root (default: $LABKIT_DATA, data/oxford-iiit-pet, else synthetic)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--augment-strength", type=float, help="0 turns augmentation off")
+    parser.add_argument("--border", choices=["pet", "background", "ignore"], help="how trimap border pixels count")
+    parser.add_argument("--pretrained", help="'imagenet' or a resnet34 state_dict path (resnet34_unet only)")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:1 | mps")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--output", dest="output_dir", help="folder for run folders (default: checkpoints/)")
+    parser.add_argument("--run-name", help="run folder name (default: the model name)")
+    parser.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
+
+
+def add_evaluate_parser(commands) -> None:
+    parser = commands.add_parser("evaluate", help="score a checkpoint on a split; prints a table, writes JSON")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--split", default="test", choices=["train", "valid", "trainval", "test"])
+    parser.add_argument("--data-path", dest="root")
+    parser.add_argument("--tta", action="store_true", help="average with the flipped prediction")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--output", help="JSON file (default: reports/evaluation/<run>_<split>.json)")
+
+
+def add_predict_parser(commands) -> None:
+    parser = commands.add_parser("predict", help="masks, overlays and cutouts for your own photos")
+    parser.add_argument("inputs", nargs="+", help="image files or folders")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--output", default=None, help="folder (default: reports/predictions/)")
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--device", default="auto")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labkit", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    download = commands.add_parser("download", help="fetch the Oxford-IIIT Pet dataset (~800 MB) with checksums")
+    download.add_argument("--data-path", dest="root", help="where to put it (default: data/oxford-iiit-pet)")
+    download.add_argument("--url", dest="base_url", help="mirror folder holding images.tar.gz and annotations.tar.gz")
+
+    synthetic = commands.add_parser("synthetic", help="write the synthetic dataset (official layout)")
+    synthetic.add_argument("--output", dest="root", help="folder (default: data/synthetic)")
+    synthetic.add_argument("--count", type=int, default=240, help="number of photos")
+    synthetic.add_argument("--size", type=int, default=160, help="approximate photo size in pixels")
+    synthetic.add_argument("--seed", type=int, default=0)
+
+    add_train_parser(commands)
+    add_evaluate_parser(commands)
+    add_predict_parser(commands)
+
+    workbook = commands.add_parser("workbook", help="execute notebooks 00-06 into reports/notebooks/")
+    workbook.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto")
+    workbook.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+
+    from labkit.bench import add_bench_parser
+
+    add_bench_parser(commands)
+    return parser
+
+
+def run_download(args) -> None:
+    from labkit.download import download
+
+    root = download(args.root, base_url=args.base_url)
+    print(f"dataset ready at {root}")
+
+
+def run_synthetic(args) -> None:
+    from labkit.data import make_synthetic, synthetic_root
+
+    root = make_synthetic(args.root or synthetic_root(), n=args.count, size=args.size, seed=args.seed)
+    print(f"synthetic dataset written to {root}")
+
+
+def run_train(args) -> int:
+    from labkit.config import make_config
+    from labkit.train import fit
+
+    overrides = {key: value for key, value in vars(args).items()
+                 if value is not None and key not in {"command", "model", "profile", "resume"}}
+    config = make_config(args.model, args.profile, **overrides)
+    result = fit(config, resume=args.resume)
+    best = result.best
+    if best:
+        print(f"best valid Dice {best['valid_dice']:.4f} at epoch {best['epoch']}: {result.best_checkpoint}")
+    print(f"last checkpoint: {result.last_checkpoint}\nhistory: {result.run_dir / 'history.csv'}")
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
+    columns = ["dice", "iou", "dice_dataset", "iou_dataset", "pixel_accuracy"]
+    lines = [f"{'':10}" + "".join(f"{name:>16}" for name in columns)]
+    for resolution, values in metrics.items():
+        lines.append(f"{resolution:10}" + "".join(f"{values[name]:16.4f}" for name in columns))
+    return "\n".join(lines)
+
+
+def run_evaluate(args) -> None:
+    from labkit.evaluate import evaluate
+
+    result = evaluate(args.checkpoint, split=args.split, root=args.root, batch_size=args.batch_size,
+                      tta=args.tta, device=args.device)
+    print(f"{result.info['images']} {args.split} photos, mean over photos (dice, iou) and over all pixels (*_dataset)")
+    print(metrics_table(result.metrics))
+    run = Path(args.checkpoint).resolve().parent.name
+    output = Path(args.output or paths.reports_dir() / "evaluation" / f"{run}_{args.split}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"info": result.info, "metrics": result.metrics, "per_image": result.per_image}, indent=1))
+    print(f"written: {output}")
+
+
+def run_predict(args) -> int:
+    from labkit.predict import predict_files
+
+    output = Path(args.output or paths.reports_dir() / "predictions")
+    report = predict_files(args.checkpoint, args.inputs, output, threshold=args.threshold, tta=args.tta,
+                           device=args.device)
+    for path, reason in report.failed:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"{len(report.written)} masks, overlays and cutouts written to {output}")
+    return 0 if report.written else EXIT_ERROR
+
+
+def run_workbook(args) -> None:
+    from labkit.workbook import run_notebooks
+
+    run_notebooks(profile=args.profile, timeout=args.timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"download": run_download, "synthetic": run_synthetic, "train": run_train,
+                "evaluate": run_evaluate, "predict": run_predict, "workbook": run_workbook}
+    if args.command == "bench":
+        from labkit.bench import run_bench
+
+        handlers["bench"] = run_bench
+    try:
+        return handlers[args.command](args) or 0
+    except KeyboardInterrupt:
+        print("labkit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as error:
+        print(f"labkit {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR

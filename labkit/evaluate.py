@@ -1,0 +1,117 @@
+"""Evaluation: per-image Dice and IoU at the training size and at each photo's own resolution.
+
+The headline is the mean of per-image Dice, the number papers and segmentation_models_pytorch
+report; the dataset-level (micro) scores sit beside it. At original resolution the logits are
+resized bilinearly to the photo's size and compared with the untouched trimap, so the score does
+not depend on how small the network's input was.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from labkit import data
+from labkit.checkpoint import load_model
+from labkit.device import autocast, resolve_device, resolve_precision
+from labkit.metrics import SegmentationMeter
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, dict[str, float]]  # {"resized": {...}, "original": {...}}
+    per_image: list[dict] = field(default_factory=list)  # name, breed, species, size, Dice, IoU
+    info: dict = field(default_factory=dict)  # split, root, image size, tta, model
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: torch.Tensor, precision: str = "auto", tta: bool = False) -> torch.Tensor:
+    """Logits (B, 1, H, W) in float32 for a uint8 batch (B, 3, H, W); `tta` averages the logits of
+    the photo and its mirror image."""
+    device = model_device(model)
+    dtype = resolve_precision(precision, device)
+    inputs = data.normalize(images.to(device))
+    if device.type == "cuda":
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with autocast(device, dtype):
+        logits = model(inputs).float()
+        if tta:
+            logits = (logits + model(inputs.flip(-1)).float().flip(-1)) / 2
+    return logits
+
+
+def batches(count: int, batch_size: int):
+    return (slice(start, min(start + batch_size, count)) for start in range(0, count, batch_size))
+
+
+def score_tensors(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 32,
+                  precision: str = "auto", tta: bool = False) -> dict[str, float]:
+    """Metrics for photos and masks already in memory at one size (the per-epoch validation)."""
+    was_training = model.training
+    model.eval()
+    meter = SegmentationMeter()
+    for batch in batches(len(images), batch_size):
+        meter.update(predict_logits(model, images[batch], precision, tta), masks[batch].to(model_device(model)))
+    model.train(was_training)
+    return meter.compute()
+
+
+def original_masks(arrays: data.SplitArrays, indices: range, border: str) -> list[torch.Tensor]:
+    return [torch.from_numpy(data.trimap_to_mask(data.load_trimap(arrays.samples[i].trimap_path), border))
+            for i in indices]
+
+
+def evaluate(model_or_checkpoint: nn.Module | str | Path, split: str = "test", root: str | Path | None = None,
+             image_size: int | None = None, border: str | None = None, batch_size: int = 32, tta: bool = False,
+             precision: str = "auto", device: str = "auto", progress: bool = True) -> EvaluationResult:
+    """Score a model (or a checkpoint file) on a split, at the training size and at original size.
+
+    Args:
+        model_or_checkpoint: a model, or the path of a labkit checkpoint.
+        image_size, border: default to the checkpoint's training configuration (else 256, "pet").
+        tta: average with the horizontally flipped prediction.
+    """
+    if isinstance(model_or_checkpoint, nn.Module):
+        model = model_or_checkpoint
+    else:
+        model = load_model(model_or_checkpoint, resolve_device(device))
+    trained = getattr(model, "checkpoint_info", {}).get("config", {})
+    image_size = image_size or trained.get("image_size", data.DEFAULT_SIZE)
+    border = border or trained.get("border", "pet")
+    root = data.resolve_root(root if root is not None else trained.get("data_root"))
+    arrays = data.load_split(root, split, size=image_size, progress=progress)
+    images, masks = data.to_tensors(arrays, border=border)
+
+    was_training = model.training
+    model.eval()
+    resized, original = SegmentationMeter(), SegmentationMeter()
+    for batch in tqdm(list(batches(len(arrays), batch_size)), desc=f"evaluate {split}", disable=not progress):
+        logits = predict_logits(model, images[batch], precision, tta)
+        resized.update(logits, masks[batch].to(logits.device))
+        indices = range(batch.start, batch.stop)
+        upsampled = [F.interpolate(logits[i - batch.start][None], size=arrays.original_sizes[i], mode="bilinear",
+                                   align_corners=False)[0, 0].cpu() for i in indices]
+        original.update(upsampled, original_masks(arrays, indices, border))
+    model.train(was_training)
+
+    per_image = []
+    for sample, size, at_size, at_original in zip(arrays.samples, arrays.original_sizes,
+                                                   rows(resized.per_image()), rows(original.per_image())):
+        per_image.append({"name": sample.name, "breed": sample.breed, "species": sample.species,
+                          "height": size[0], "width": size[1], "dice": at_size["dice"], "iou": at_size["iou"],
+                          "dice_original": at_original["dice"], "iou_original": at_original["iou"]})
+    info = {"split": split, "root": str(root), "synthetic": data.is_synthetic(root), "image_size": image_size,
+            "border": border, "tta": tta, "images": len(arrays), "model": type(model).__name__}
+    return EvaluationResult({"resized": resized.compute(), "original": original.compute()}, per_image, info)
+
+
+def rows(columns: dict[str, list[float]]) -> list[dict[str, float]]:
+    """{"dice": [...], "iou": [...]} -> [{"dice": ..., "iou": ...}, ...]."""
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]

@@ -1,0 +1,290 @@
+"""A small synthetic stand-in for Oxford-IIIT Pet, written in the dataset's own on-disk layout.
+
+The lab must run on a fresh clone with no internet, and the tests need a dataset they can build
+in seconds. `make_synthetic` draws cat- and dog-like figures (body, head, ears, legs, tail, fur
+texture, a coat pattern per breed) on cluttered textured backgrounds whose shapes borrow the
+pets' colours, so a model has to learn shape and fur rather than colour. Everything comes from
+one seeded generator per photo: the same seed gives byte-identical files.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+PET, BACKGROUND, BORDER = 1, 2, 3  # trimap values, as in annotations/README
+
+# The official list.txt starts with these comment lines; loaders must skip them.
+LIST_HEADER = (
+    "#Image CLASS-ID SPECIES BREED ID\n"
+    "#ID: 1:37 Class ids\n"
+    "#SPECIES: 1:Cat 2:Dog\n"
+    "#BREED ID: 1-25:Cat 1:12:Dog\n"
+    "#All images with 1st letter as captial are cat images\n"
+    "#images with small first letter are dog images\n"
+)
+
+MARKER_TEXT = """# Synthetic data
+
+This folder is a synthetic stand-in for the Oxford-IIIT Pet dataset, written by
+`labkit.synthetic.make_synthetic` in the dataset's own layout (images/, annotations/trimaps/,
+annotations/trainval.txt, test.txt, list.txt). The "pets" are drawn shapes (body, head, ears,
+legs, tail, fur) on cluttered backgrounds; breed names starting with a capital letter are cats,
+lower-case ones dogs, as in the real dataset. It lets the lab and its tests run offline, but
+scores measured on it say nothing about real photos.
+
+To get the real dataset (about 800 MB), run `python -m labkit download`, or point `LABKIT_DATA`
+at a folder that holds it.
+"""
+
+
+@dataclass(frozen=True)
+class Breed:
+    name: str
+    species: str  # "cat" or "dog"
+    pattern: str  # "stripes", "patches", "spots" or "plain"
+    colours: tuple[tuple[int, int, int], ...]  # base coat colour first, then pattern colours
+
+
+# Capitalised names are cats, lower-case names dogs: the real dataset's convention.
+BREEDS = (
+    Breed("Synthetic_Tabby", "cat", "stripes", ((196, 140, 80), (70, 45, 25))),
+    Breed("Synthetic_Calico", "cat", "patches", ((235, 230, 220), (205, 120, 50), (40, 35, 35))),
+    Breed("Synthetic_Smoky", "cat", "plain", ((120, 120, 128), (80, 80, 88))),
+    Breed("synthetic_dalmatian", "dog", "spots", ((238, 236, 230), (30, 30, 30))),
+    Breed("synthetic_brindle", "dog", "stripes", ((150, 100, 60), (50, 35, 25))),
+    Breed("synthetic_retriever", "dog", "plain", ((215, 170, 100), (180, 130, 70))),
+)
+
+
+def breed_ids() -> dict[str, tuple[int, int, int]]:
+    """CLASS_ID, SPECIES and BREED_ID per breed, numbered like the real list.txt: class ids by
+    case-insensitive name order, breed ids by the same order within each species."""
+    ordered = sorted(BREEDS, key=lambda breed: breed.name.lower())
+    ids, per_species = {}, {"cat": 0, "dog": 0}
+    for class_id, breed in enumerate(ordered, start=1):
+        per_species[breed.species] += 1
+        species_id = 1 if breed.species == "cat" else 2
+        ids[breed.name] = (class_id, species_id, per_species[breed.species])
+    return ids
+
+
+def smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int, channels: int = 1
+                 ) -> np.ndarray:
+    """Low-frequency noise in [0, 1]: a coarse random grid upsampled bicubically."""
+    layers = []
+    for _ in range(channels):
+        grid = rng.random((cells, cells)).astype(np.float32)
+        layer = Image.fromarray(grid, mode="F").resize((width, height), Image.Resampling.BICUBIC)
+        layers.append(np.asarray(layer))
+    return np.clip(np.stack(layers, axis=-1), 0.0, 1.0)  # (H, W, channels)
+
+
+def random_colour(rng: np.random.Generator, palette: list) -> tuple[int, int, int]:
+    """A jittered palette colour half of the time, so clutter can look like fur; else any colour."""
+    if rng.random() < 0.5:
+        base = np.array(palette[rng.integers(len(palette))], dtype=float)
+        return tuple(int(c) for c in np.clip(base + rng.normal(0, 20, 3), 0, 255))
+    return tuple(int(c) for c in rng.integers(0, 256, 3))
+
+
+def draw_background(rng: np.random.Generator, width: int, height: int, palette: list) -> np.ndarray:
+    """A cluttered scene: a two-colour gradient, blotchy colour noise and random flat shapes,
+    some in pet colours. Returns (H, W, 3) float32 in [0, 255]."""
+    top, bottom = rng.integers(0, 256, (2, 3)).astype(np.float32)
+    ramp = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    scene = top * (1 - ramp) + bottom * ramp + (smooth_noise(rng, height, width, 5, 3) - 0.5) * 80
+    canvas = Image.fromarray(np.clip(scene, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(int(rng.integers(6, 14))):
+        x0, x1 = sorted(rng.integers(-width // 4, width + width // 4, 2))
+        y0, y1 = sorted(rng.integers(-height // 4, height + height // 4, 2))
+        colour, kind = random_colour(rng, palette), rng.integers(4)
+        if kind == 0:
+            draw.ellipse((x0, y0, x1 + 4, y1 + 4), fill=colour)
+        elif kind == 1:
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+        elif kind == 2:
+            corners = rng.integers(0, max(width, height), (int(rng.integers(3, 6)), 2))
+            draw.polygon([(int(x), int(y)) for x, y in corners], fill=colour)
+        else:
+            draw.line((x0, y0, x1, y1), fill=colour, width=int(rng.integers(2, max(3, width // 12))))
+    grain = rng.normal(0, 4, (height, width, 3)).astype(np.float32)
+    return np.asarray(canvas, dtype=np.float32) + grain
+
+
+def draw_coat(rng: np.random.Generator, breed: Breed, width: int, height: int) -> np.ndarray:
+    """Fur for the whole canvas (the pet's silhouette is cut out of it later): base colour, the
+    breed's pattern, fine streaky fur and soft shading. Returns (H, W, 3) float32."""
+    colours = np.array(breed.colours, dtype=np.float32)
+    colours += rng.normal(0, 12, colours.shape).astype(np.float32)
+    coat = np.broadcast_to(colours[0], (height, width, 3)).copy()
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    if breed.pattern == "stripes":
+        angle = rng.uniform(-0.5, 0.5) + np.pi / 2
+        period = rng.uniform(0.06, 0.1) * min(width, height)
+        wobble = 3 * smooth_noise(rng, height, width, 4)[..., 0]
+        wave = np.sin((x * np.cos(angle) + y * np.sin(angle)) / period * 2 * np.pi + wobble)
+        coat[wave > 0.3] = colours[1]
+    elif breed.pattern == "patches":
+        blobs = smooth_noise(rng, height, width, 7, 2)
+        coat[blobs[..., 0] > 0.62] = colours[1]
+        coat[blobs[..., 1] > 0.68] = colours[2]
+    elif breed.pattern == "spots":
+        for cx, cy in rng.random((int(rng.integers(25, 45)), 2)) * (width, height):
+            radius = rng.uniform(0.015, 0.035) * min(width, height)
+            coat[(x - cx) ** 2 + (y - cy) ** 2 < radius**2] = colours[1]
+    streaks = rng.normal(0, 1, (height, width + 4)).astype(np.float32)
+    fur = sum(streaks[:, i : i + width] for i in range(5)) / np.sqrt(5)  # hair runs horizontally
+    coat += fur[..., None] * 22
+    coat *= 0.8 + 0.4 * smooth_noise(rng, height, width, 3)  # uneven lighting
+    return coat
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Where the pet stands: body centre, half-length and half-depth, head centre and radius."""
+
+    cx: float
+    cy: float
+    length: float
+    depth: float
+    hx: float
+    hy: float
+    head: float
+    facing: int  # +1 looks right, -1 looks left
+
+
+def random_pose(rng: np.random.Generator, width: int, height: int) -> Pose:
+    side = min(width, height)
+    length = rng.uniform(0.22, 0.34) * side
+    depth = length * rng.uniform(0.45, 0.6)
+    cx, cy = width * rng.uniform(0.35, 0.65), height * rng.uniform(0.45, 0.62)
+    facing = 1 if rng.random() < 0.5 else -1
+    head = length * rng.uniform(0.42, 0.52)
+    return Pose(cx, cy, length, depth, cx + facing * length * 0.95, cy - depth * 0.9, head, facing)
+
+
+def draw_body(draw: ImageDraw.ImageDraw, pose: Pose, rng: np.random.Generator) -> None:
+    """Four legs, an elliptical body and a round head: what cats and dogs share."""
+    leg = max(3.0, pose.depth * 0.45)
+    for offset in (-0.7, -0.45, 0.45, 0.7):
+        x = pose.cx + offset * pose.length
+        draw.rectangle((x - leg / 2, pose.cy, x + leg / 2, pose.cy + pose.depth * rng.uniform(1.4, 1.8)), fill=255)
+    draw.ellipse((pose.cx - pose.length, pose.cy - pose.depth, pose.cx + pose.length, pose.cy + pose.depth), fill=255)
+    draw.ellipse((pose.hx - pose.head, pose.hy - pose.head, pose.hx + pose.head, pose.hy + pose.head), fill=255)
+
+
+def draw_cat(draw: ImageDraw.ImageDraw, pose: Pose) -> None:
+    """Pointed ears and a long tail curving upwards."""
+    head, hx, hy = pose.head, pose.hx, pose.hy
+    for side in (-1, 1):
+        base = hx + side * head * 0.55
+        draw.polygon([(base - head * 0.4, hy - head * 0.6), (base + head * 0.4, hy - head * 0.6),
+                      (base + side * head * 0.15, hy - head * 1.55)], fill=255)
+    root = (pose.cx - pose.facing * pose.length * 0.9, pose.cy - pose.depth * 0.3)
+    bend = (root[0] - pose.facing * pose.length * 0.55, root[1] - pose.depth * 0.3)
+    tip = (root[0] - pose.facing * pose.length * 0.5, root[1] - pose.depth * 1.6)
+    draw.line([root, bend, tip], fill=255, width=max(3, int(pose.depth * 0.3)), joint="curve")
+
+
+def draw_dog(draw: ImageDraw.ImageDraw, pose: Pose) -> None:
+    """A snout, floppy ears hanging beside the head and a short straight tail."""
+    head, hx, hy = pose.head, pose.hx, pose.hy
+    sx, sy = hx + pose.facing * head * 0.8, hy + head * 0.25
+    draw.ellipse((sx - head * 0.6, sy - head * 0.4, sx + head * 0.6, sy + head * 0.4), fill=255)
+    for side in (-1, 1):
+        ex = hx + side * head * 0.8
+        draw.ellipse((ex - head * 0.3, hy - head * 0.6, ex + head * 0.3, hy + head * 0.9), fill=255)
+    root = (pose.cx - pose.facing * pose.length * 0.9, pose.cy - pose.depth * 0.3)
+    tip = (root[0] - pose.facing * pose.length * 0.5, root[1] - pose.depth * 0.6)
+    draw.line([root, tip], fill=255, width=max(3, int(pose.depth * 0.32)))
+
+
+def draw_face(draw: ImageDraw.ImageDraw, pose: Pose) -> None:
+    """Two eyes and a nose, drawn on a separate layer that darkens the coat."""
+    eye, ahead = max(1.0, pose.head * 0.12), pose.hx + pose.facing * pose.head * 0.35
+    for dx in (-pose.head * 0.3, pose.head * 0.3):
+        draw.ellipse((ahead + dx - eye, pose.hy - pose.head * 0.15 - eye, ahead + dx + eye, pose.hy - pose.head * 0.15 + eye), fill=255)
+    nx, ny = pose.hx + pose.facing * pose.head * 1.0, pose.hy + pose.head * 0.2
+    draw.ellipse((nx - eye, ny - eye, nx + eye, ny + eye), fill=255)
+
+
+def draw_pet(rng: np.random.Generator, species: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pet's silhouette (bool (H, W)) and its face markings ((H, W) float in [0, 1]),
+    tilted by a random angle."""
+    pose = random_pose(rng, width, height)
+    silhouette, face = Image.new("L", (width, height), 0), Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(silhouette)
+    draw_body(draw, pose, rng)
+    (draw_cat if species == "cat" else draw_dog)(draw, pose)
+    draw_face(ImageDraw.Draw(face), pose)
+    angle = rng.uniform(-20, 20)
+    silhouette = silhouette.rotate(angle, resample=Image.Resampling.NEAREST, center=(pose.cx, pose.cy))
+    face = face.rotate(angle, resample=Image.Resampling.BILINEAR, center=(pose.cx, pose.cy))
+    return np.asarray(silhouette) > 127, np.asarray(face, dtype=np.float32) / 255
+
+
+def trimap_from_mask(mask: np.ndarray, band: int) -> np.ndarray:
+    """Trimap values from a boolean pet mask: pixels within `band` pixels of the outline, on
+    either side, become BORDER, like the hand-drawn "not classified" band of the real trimaps."""
+    silhouette = Image.fromarray(mask.astype(np.uint8) * 255)
+    grown = np.asarray(silhouette.filter(ImageFilter.MaxFilter(2 * band + 1))) > 0
+    shrunk = np.asarray(silhouette.filter(ImageFilter.MinFilter(2 * band + 1))) > 0
+    trimap = np.where(mask, PET, BACKGROUND).astype(np.uint8)
+    trimap[grown & ~shrunk] = BORDER
+    return trimap
+
+
+def render_photo(rng: np.random.Generator, breed: Breed, width: int, height: int) -> tuple[Image.Image, np.ndarray]:
+    """One synthetic photo (RGB) and its trimap ((H, W) uint8)."""
+    palette = [colour for other in BREEDS for colour in other.colours]
+    scene = draw_background(rng, width, height, palette)
+    mask, face = draw_pet(rng, breed.species, width, height)
+    coat = draw_coat(rng, breed, width, height) * (1 - 0.85 * face[..., None])
+    # A soft edge, as a camera would give, instead of a staircase outline.
+    alpha = Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(0.7))
+    alpha = np.asarray(alpha, dtype=np.float32)[..., None] / 255
+    photo = np.clip(scene * (1 - alpha) + coat * alpha, 0, 255).astype(np.uint8)
+    band = max(1, round(min(width, height) / 80))
+    return Image.fromarray(photo), trimap_from_mask(mask, band)
+
+
+def list_line(name: str, breed: Breed) -> str:
+    class_id, species_id, breed_id = breed_ids()[breed.name]
+    return f"{name} {class_id} {species_id} {breed_id}\n"
+
+
+def make_synthetic(root: str | Path, n: int = 240, size: int = 160, seed: int = 0) -> Path:
+    """Write `n` synthetic photos, trimaps and split files under `root`; returns `root`.
+
+    Args:
+        root: folder to write into (created if missing; existing files are overwritten).
+        n: number of photos; breeds take turns, every third photo goes to test.txt.
+        size: typical side length; each photo's width and height vary by up to 20% around it.
+        seed: the same seed writes byte-identical files.
+    """
+    if n < 1:
+        raise ValueError(f"make_synthetic needs n >= 1 photos, got n={n}")
+    if size < 32:
+        raise ValueError(f"make_synthetic needs size >= 32 pixels to draw a pet, got size={size}")
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / "trimaps").mkdir(parents=True, exist_ok=True)
+    lines = {"trainval": [], "test": []}
+    for index in range(n):
+        breed = BREEDS[index % len(BREEDS)]
+        name = f"{breed.name}_{index // len(BREEDS) + 1}"
+        rng = np.random.default_rng([seed, index])  # one stream per photo: order-independent
+        width, height = (int(size * rng.uniform(0.8, 1.2)) for _ in range(2))
+        photo, trimap = render_photo(rng, breed, width, height)
+        photo.save(root / "images" / f"{name}.jpg", quality=90)
+        Image.fromarray(trimap, mode="L").save(root / "annotations" / "trimaps" / f"{name}.png")
+        lines["test" if index % 3 == 2 else "trainval"].append(list_line(name, breed))
+    annotations = root / "annotations"
+    (annotations / "trainval.txt").write_text(LIST_HEADER + "".join(lines["trainval"]))
+    (annotations / "test.txt").write_text(LIST_HEADER + "".join(lines["test"]))
+    (annotations / "list.txt").write_text(LIST_HEADER + "".join(sorted(lines["trainval"] + lines["test"])))
+    (root / "SYNTHETIC.md").write_text(MARKER_TEXT)
+    return root

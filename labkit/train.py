@@ -1,0 +1,240 @@
+"""Training: one `fit(config)` for the notebooks and the command line alike.
+
+The whole split lives in memory as uint8 (on the GPU when there is one); each step indexes a
+batch, augments it on the same device and feeds the model, so no data loader sits between the
+photos and the GPU. Every epoch ends with a validation pass and writes `last.pt`, plus `best.pt`
+when validation Dice improved. Ctrl-C saves `interrupted.pt` and returns what was done so far.
+"""
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from labkit import data, paths
+from labkit.augment import AugmentConfig, augment_batch
+from labkit.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from labkit.config import TrainConfig
+from labkit.device import autocast, resolve_device, resolve_precision
+from labkit.evaluate import score_tensors
+from labkit.losses import SegmentationLoss
+from labkit.models import build_model
+from labkit.pretrained import load_pretrained_encoder
+
+# Fields that may differ between a run and its resumption without changing the result.
+RESUMABLE_DIFFERENCES = {"device", "compile", "output_dir"}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.run_dir / "last.pt"
+
+
+@dataclass
+class TrainingData:
+    train_images: torch.Tensor  # (N, 3, H, W) uint8 on the training device
+    train_masks: torch.Tensor  # (N, H, W) uint8
+    valid_images: torch.Tensor
+    valid_masks: torch.Tensor
+    info: dict  # root, fingerprints, sizes: stored in checkpoints
+
+
+def run_dir_for(config: TrainConfig) -> Path:
+    """`checkpoints/<model>-<profile>/` unless the config names another folder or run."""
+    return Path(config.output_dir or paths.checkpoints_dir()) / (config.run_name or f"{config.model}-{config.profile}")
+
+
+def load_training_data(config: TrainConfig, device: torch.device, progress: bool = True) -> TrainingData:
+    """Decode (or read from cache) the train and valid splits and move them to `device`."""
+    root = data.resolve_root(config.data_root)
+    train = data.load_split(root, "train", size=config.image_size, progress=progress)
+    valid = data.load_split(root, "valid", size=config.image_size, progress=progress)
+    train_images, train_masks = data.to_tensors(train, border=config.border, device=device)
+    valid_images, valid_masks = data.to_tensors(valid, border=config.border, device=device)
+    if config.train_limit is not None:
+        train_images, train_masks = train_images[: config.train_limit], train_masks[: config.train_limit]
+    info = {
+        "root": str(root),
+        "synthetic": data.is_synthetic(root),
+        "image_size": config.image_size,
+        "train_images": len(train_images),
+        "valid_images": len(valid_images),
+        "train_fingerprint": train.fingerprint,
+        "valid_fingerprint": valid.fingerprint,
+    }
+    return TrainingData(train_images, train_masks, valid_images, valid_masks, info)
+
+
+def build_training_model(config: TrainConfig, device: torch.device) -> nn.Module:
+    model = build_model(config.model, **config.model_kwargs)
+    if config.pretrained:
+        load_pretrained_encoder(model, config.pretrained)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def shuffled_batches(count: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Index batches for one epoch. The last partial batch is dropped (batch norm dislikes a batch
+    of one) unless the split is smaller than one batch."""
+    order = torch.randperm(count, generator=generator)
+    full = count // batch_size
+    if full == 0:
+        return [order]
+    return list(order[: full * batch_size].split(batch_size))
+
+
+def steps_per_epoch(config: TrainConfig, train_count: int) -> int:
+    return max(1, train_count // config.batch_size)
+
+
+def train_one_epoch(model, batches, training_data, loss_fn, optimizer, scheduler, scaler, generator,
+                    config: TrainConfig, device, dtype, bar) -> float:
+    """One pass over the training batches; returns the mean loss."""
+    model.train()
+    augment = AugmentConfig(strength=config.augment_strength)
+    total, seen = 0.0, 0
+    for indices in batches:
+        indices = indices.to(device)
+        images = training_data.train_images[indices].float().div_(255)  # (B, 3, H, W) in [0, 1]
+        masks = training_data.train_masks[indices]  # (B, H, W)
+        images, masks = augment_batch(images, masks, augment, generator=generator)
+        images = data.normalize(images)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            loss = loss_fn(model(images), masks)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total += loss.item() * len(indices)
+        seen += len(indices)
+        bar.update(1)
+        bar.set_postfix(loss=f"{total / seen:.4f}")
+    return total / seen
+
+
+def write_history(history: list[dict], run_dir: Path) -> None:
+    """history.json and history.csv beside the checkpoints, for plots and spreadsheets."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+    if history:
+        with open(run_dir / "history.csv", "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+
+
+def config_differences(saved: dict, config: TrainConfig) -> list[str]:
+    """Fields in which `config` differs from a checkpoint's saved configuration, ignoring those
+    that do not change the result (device, compile, output folder)."""
+    current = json.loads(json.dumps(config.to_dict()))  # tuples become lists, as in the saved copy
+    return sorted(key for key in current if key not in RESUMABLE_DIFFERENCES and saved.get(key) != current[key])
+
+
+def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
+        on_epoch_end: Callable[[list[dict]], None] | None = None) -> TrainResult:
+    """Train `config.model` on the train split, validating on the valid split every epoch.
+
+    Args:
+        config: every hyperparameter (see `labkit.config.make_config`).
+        resume: continue from `<run_dir>/last.pt` with the identical schedule.
+        progress: show tqdm progress bars.
+        on_epoch_end: called with the history so far after every epoch (live plots in notebooks).
+    """
+    device = resolve_device(config.device)
+    dtype = resolve_precision(config.precision, device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    run_dir = run_dir_for(config)
+    training_data = load_training_data(config, device, progress)
+    model = build_training_model(config, device)
+    step_model = torch.compile(model) if config.compile else model
+
+    total_steps = config.epochs * steps_per_epoch(config, len(training_data.train_images))
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup_fraction
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    loss_fn = SegmentationLoss(bce_weight=config.bce_weight, dice_weight=config.dice_weight)
+    result = TrainResult(run_dir=run_dir)
+    start_epoch = 0
+
+    if resume:
+        last = load_checkpoint(run_dir / "last.pt", map_location=device)
+        differences = config_differences(last["config"], config)
+        if differences:
+            raise ValueError(f"cannot resume from {run_dir / 'last.pt'}: the configuration differs in {differences}; "
+                             "resume with the saved configuration or start a new run (another run_name)")
+        model.load_state_dict(last["state_dict"])
+        optimizer.load_state_dict(last["optimizer"])
+        scheduler.load_state_dict(last["scheduler"])
+        scaler.load_state_dict(last["scaler"])
+        generator.set_state(last["rng"]["generator"].cpu())
+        torch.set_rng_state(last["rng"]["torch"].cpu())
+        result.history, result.best, start_epoch = last["history"], last["best"], last["epoch"]
+
+    def checkpoint(**extra) -> dict:
+        return make_checkpoint(config.model, config.model_kwargs, model, config=config.to_dict(),
+                               data=training_data.info, history=result.history, best=result.best, **extra)
+
+    epochs = tqdm(range(start_epoch, config.epochs), desc=f"{config.model}", unit="epoch",
+                  initial=start_epoch, total=config.epochs, disable=not progress)
+    try:
+        for epoch in epochs:
+            batches = shuffled_batches(len(training_data.train_images), config.batch_size, generator)
+            started = time.perf_counter()
+            with tqdm(total=len(batches), desc=f"epoch {epoch + 1}", leave=False, disable=not progress) as bar:
+                train_loss = train_one_epoch(step_model, batches, training_data, loss_fn, optimizer, scheduler,
+                                             scaler, generator, config, device, dtype, bar)
+            seconds = time.perf_counter() - started
+            valid = score_tensors(step_model, training_data.valid_images, training_data.valid_masks,
+                                  batch_size=config.batch_size * 2, precision=config.precision)
+            row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": train_loss,
+                   "valid_dice": valid["dice"], "valid_iou": valid["iou"], "epoch_seconds": seconds,
+                   "train_images_per_second": sum(len(b) for b in batches) / seconds}
+            result.history.append(row)
+            if not result.best or row["valid_dice"] > result.best["valid_dice"]:
+                result.best = {"epoch": epoch + 1, "valid_dice": valid["dice"], "valid_iou": valid["iou"],
+                               "valid_dice_dataset": valid["dice_dataset"]}
+                save_checkpoint(checkpoint(epoch=epoch + 1, metrics=result.best), run_dir / "best.pt")
+            rng = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+            save_checkpoint(checkpoint(epoch=epoch + 1, metrics=result.best, optimizer=optimizer.state_dict(),
+                                       scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=rng),
+                            run_dir / "last.pt")
+            write_history(result.history, run_dir)
+            epochs.set_postfix(loss=f"{train_loss:.4f}", valid_dice=f"{valid['dice']:.4f}")
+            if on_epoch_end is not None:
+                on_epoch_end(result.history)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        save_checkpoint(checkpoint(epoch=len(result.history), metrics=result.best, interrupted=True),
+                        run_dir / "interrupted.pt")
+        write_history(result.history, run_dir)
+        tqdm.write(f"Interrupted: weights saved to {run_dir / 'interrupted.pt'}; "
+                   f"resume from the last finished epoch ({len(result.history)}) with resume=True / --resume.")
+    finally:
+        epochs.close()
+    return result

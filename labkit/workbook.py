@@ -1,0 +1,125 @@
+"""The main job (`make lab`): execute notebooks 00 to 06 in order, as a student would.
+
+Executed copies go to `reports/notebooks/` (the committed notebooks stay as they are); the
+figures and `reports/results.json` the notebooks write land under `reports/`.
+"""
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from tqdm.auto import tqdm
+
+from labkit import data, paths
+from labkit.checkpoint import load_checkpoint
+from labkit.config import make_config, resolve_profile
+from labkit.device import resolve_device
+
+
+@dataclass
+class NotebookRun:
+    """What a notebook runs on; its first cell prints it so stored outputs say where they came from."""
+
+    root: Path
+    synthetic: bool
+    profile: str
+    device: str
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"**Run record** — data: `{self.root}` ({'synthetic' if self.synthetic else 'real photos'}), "
+                 f"profile: `{self.profile}`, device: `{self.device}`, torch {torch_version()}, "
+                 f"Python {platform.python_version()}."]
+        if self.synthetic:
+            lines.insert(0, "> ⚠️ **Running on the built-in synthetic dataset**, not real photos: numbers and "
+                            "figures below only show that the pipeline works. Get the real dataset with "
+                            "`python -m labkit download` (~800 MB) and run again.\n")
+        return "\n".join(lines)
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def setup_notebook(profile: str = "auto", data_root: str | Path | None = None) -> NotebookRun:
+    """Resolve the profile, dataset and device once, at the top of every notebook."""
+    root = data.resolve_root(data_root)
+    return NotebookRun(root=root, synthetic=data.is_synthetic(root), profile=resolve_profile(profile),
+                       device=str(resolve_device("auto")))
+
+
+def record_results(section: str, values: dict) -> Path:
+    """Merge `values` under `section` into reports/results.json (written atomically)."""
+    path = paths.reports_dir() / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[section] = values
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(results, indent=2, sort_keys=True))
+    os.replace(temporary, path)
+    return path
+
+
+def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False) -> Path:
+    """The best checkpoint of `model` for this run's profile and data: loaded when one exists that
+    was trained with the same configuration, trained now (saying so) otherwise."""
+    from labkit.train import config_differences, fit, run_dir_for
+
+    config = make_config(model, run.profile, data_root=str(run.root))
+    best = run_dir_for(config) / "best.pt"
+    if best.is_file() and not retrain:
+        saved = load_checkpoint(best)
+        if not config_differences(saved["config"], config):
+            print(f"Using {best} (epoch {saved['epoch']}, valid Dice {saved['metrics']['valid_dice']:.4f}).")
+            return best
+        print(f"{best} was trained differently; training {model} again.")
+    else:
+        print(f"Training {model} with the {run.profile!r} profile" + (" (asked to retrain)." if retrain else
+              f" (no checkpoint at {best} yet)."))
+    return fit(config).best_checkpoint
+
+
+def notebook_paths() -> list[Path]:
+    return sorted((paths.project_dir() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def execute_notebook(source: Path, target: Path, timeout: int) -> None:
+    """Run one notebook in a fresh kernel with `notebooks/` as its working folder; the executed copy
+    is written even when a cell fails, so the error can be read in context."""
+    notebook = nbformat.read(source, as_version=4)
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(source.parent)}})
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        raise RuntimeError(f"{source.name} failed; read the executed copy at {target}\n{error}") from None
+    finally:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, target)
+
+
+def run_notebooks(profile: str = "auto", timeout: int = 3600) -> list[Path]:
+    """Execute every numbered notebook with `LABKIT_PROFILE=profile`; returns the executed copies."""
+    os.environ["LABKIT_PROFILE"] = profile
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    root = data.resolve_root()
+    if data.is_synthetic(root):
+        print(f"No real dataset in {data.default_root()}: the workbook runs on the synthetic set at {root}.\n"
+              "For the real photos run `python -m labkit download` (~800 MB), then `make lab` again.")
+    output = paths.reports_dir() / "notebooks"
+    executed = []
+    for source in (bar := tqdm(notebook_paths(), desc="notebooks", unit="notebook")):
+        bar.set_postfix_str(source.name)
+        started = time.perf_counter()
+        execute_notebook(source, output / source.name, timeout)
+        tqdm.write(f"{source.name}: {time.perf_counter() - started:.0f} s")
+        executed.append(output / source.name)
+    print(f"Executed notebooks: {output}\nFigures: {paths.figures_dir()}")
+    return executed

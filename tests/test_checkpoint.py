@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from labkit.checkpoint import (
+    FORMAT_KEY, FORMAT_VERSION, CheckpointError, load_checkpoint, load_model, make_checkpoint, save_checkpoint,
+)
+from labkit.models import build_model
+
+SMALL = {"unet": {"base_width": 4}, "resnet34_unet": {"decoder_widths": (16, 16, 8, 8, 8)}}
+
+
+def saved(tmp_path, name="unet", **extra):
+    torch.manual_seed(0)
+    model = build_model(name, **SMALL[name]).eval()
+    path = save_checkpoint(make_checkpoint(name, SMALL[name], model, **extra), tmp_path / f"{name}.pt")
+    return model, path
+
+
+@pytest.mark.parametrize("name", ["unet", "resnet34_unet"])
+def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path, name):
+    model, path = saved(tmp_path, name)
+    loaded = load_model(path)
+    image = torch.randn(1, 3, 40, 56)
+    with torch.inference_mode():
+        assert torch.equal(model(image), loaded(image))
+    assert type(loaded) is type(model) and not loaded.training
+
+
+def test_checkpoint_carries_its_description(tmp_path):
+    _, path = saved(tmp_path, config={"image_size": 64}, metrics={"valid_dice": 0.5})
+    info = load_model(path).checkpoint_info
+    assert info["config"] == {"image_size": 64} and info["metrics"] == {"valid_dice": 0.5}
+    assert info["versions"]["torch"] == torch.__version__ and "state_dict" not in info
+
+
+def test_missing_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_truncated_checkpoint_is_reported_as_such(tmp_path):
+    _, path = saved(tmp_path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        load_checkpoint(path)
+
+
+def test_plain_state_dict_is_not_mistaken_for_a_checkpoint(tmp_path):
+    path = tmp_path / "foreign.pth"
+    torch.save(build_model("unet", base_width=4).state_dict(), path)
+    with pytest.raises(CheckpointError, match="not a labkit checkpoint"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_from_a_newer_format_asks_for_an_upgrade(tmp_path):
+    _, path = saved(tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint[FORMAT_KEY] = FORMAT_VERSION + 1
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match="newer labkit"):
+        load_checkpoint(path)
+
+
+def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    _, path = saved(tmp_path)
+    before = path.read_bytes()
+
+    def broken_save(obj, file):
+        open(file, "wb").write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint({"anything": 1}, path)
+    assert path.read_bytes() == before

@@ -1,0 +1,40 @@
+import pytest
+
+from labkit.config import PROFILES, TrainConfig, make_config, resolve_profile
+
+
+def test_profile_fills_every_field_it_names():
+    config = make_config("unet", "cpu")
+    for key, value in PROFILES["cpu"].items():
+        if key != "model_kwargs":
+            assert getattr(config, key) == value
+    assert config.model_kwargs == PROFILES["cpu"]["model_kwargs"]["unet"]
+
+
+def test_overrides_win_over_the_profile():
+    assert make_config("unet", "cpu", epochs=3).epochs == 3
+
+
+def test_model_kwargs_overrides_merge_into_the_profiles():
+    config = make_config("unet", "smoke", model_kwargs={"bilinear": False})
+    assert config.model_kwargs == {**PROFILES["smoke"]["model_kwargs"]["unet"], "bilinear": False}
+
+
+def test_unknown_field_is_rejected_with_the_known_ones_listed():
+    with pytest.raises(ValueError, match="epochz.*known fields"):
+        make_config("unet", "smoke", epochz=3)
+
+
+def test_unknown_profile_is_rejected():
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        make_config("unet", "fast")
+
+
+def test_auto_profile_means_cpu_without_cuda(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert resolve_profile("auto") == "cpu"
+
+
+def test_config_survives_a_round_trip_through_a_dict():
+    config = make_config("resnet34_unet", "smoke", lr=0.01)
+    assert TrainConfig.from_dict(config.to_dict()) == config

@@ -1,0 +1,60 @@
+import pytest
+import torch
+from torch import nn
+
+from labkit import data
+from labkit.evaluate import evaluate, score_tensors
+from labkit.metrics import dice_from_counts
+
+
+class ConstantLogit(nn.Module):
+    """Predicts every pixel as pet (positive logit) or background (negative logit)."""
+
+    def __init__(self, logit: float):
+        super().__init__()
+        self.logit = nn.Parameter(torch.tensor(logit))
+
+    def forward(self, images):
+        return self.logit.expand(images.shape[0], 1, *images.shape[2:])
+
+
+def all_pet_dice(mask: torch.Tensor) -> float:
+    """Dice of an all-pet prediction: 2|T| / (|T| + all pixels)."""
+    pet = (mask == 1).sum()
+    return dice_from_counts(pet[None], (mask == 0).sum()[None], torch.zeros(1, dtype=torch.long)).item()
+
+
+def test_resized_scores_match_the_masks_at_the_training_size(synthetic_root):
+    result = evaluate(ConstantLogit(5.0), split="test", root=synthetic_root, image_size=48, progress=False)
+    arrays = data.load_split(synthetic_root, "test", size=48, progress=False)
+    expected = [all_pet_dice(torch.from_numpy(mask)) for mask in arrays.masks()]
+    assert [row["dice"] for row in result.per_image] == pytest.approx(expected)
+    assert result.metrics["resized"]["dice"] == pytest.approx(sum(expected) / len(expected))
+
+
+def test_original_scores_compare_with_the_untouched_trimaps(synthetic_root):
+    result = evaluate(ConstantLogit(5.0), split="test", root=synthetic_root, image_size=48, progress=False)
+    samples = data.read_split(synthetic_root, "test")
+    expected = [all_pet_dice(torch.from_numpy(data.trimap_to_mask(data.load_trimap(s.trimap_path)))) for s in samples]
+    assert [row["dice_original"] for row in result.per_image] == pytest.approx(expected)
+
+
+def test_per_image_table_describes_each_photo(synthetic_root):
+    result = evaluate(ConstantLogit(-5.0), split="valid", root=synthetic_root, image_size=32, progress=False)
+    samples = data.read_split(synthetic_root, "valid")
+    assert [row["name"] for row in result.per_image] == [s.name for s in samples]
+    assert {"breed", "species", "height", "width", "iou", "iou_original"} <= set(result.per_image[0])
+
+
+def test_evaluation_restores_the_models_training_mode(synthetic_root):
+    model = ConstantLogit(1.0).train()
+    evaluate(model, split="valid", root=synthetic_root, image_size=32, progress=False)
+    assert model.training
+    score_tensors(model, torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(2, 8, 8, dtype=torch.uint8))
+    assert model.training
+
+
+def test_flip_averaging_leaves_a_mirror_symmetric_model_unchanged(synthetic_root):
+    plain = evaluate(ConstantLogit(3.0), split="valid", root=synthetic_root, image_size=32, progress=False)
+    flipped = evaluate(ConstantLogit(3.0), split="valid", root=synthetic_root, image_size=32, tta=True, progress=False)
+    assert plain.metrics == flipped.metrics and flipped.info["tta"] is True

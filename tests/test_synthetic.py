@@ -1,0 +1,123 @@
+"""make_synthetic writes a small, deterministic stand-in for Oxford-IIIT Pet in its official layout."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from labkit.synthetic import BREEDS, make_synthetic
+
+
+def listed_lines(root: Path, split: str) -> list[list[str]]:
+    text = (root / "annotations" / f"{split}.txt").read_text()
+    return [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.md5(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory) -> Path:
+    return make_synthetic(tmp_path_factory.mktemp("synthetic"), n=30, size=64, seed=0)
+
+
+def test_every_listed_photo_has_an_image_and_a_trimap(small_root):
+    names = [fields[0] for split in ("trainval", "test") for fields in listed_lines(small_root, split)]
+    assert len(names) == 30
+    for name in names:
+        assert (small_root / "images" / f"{name}.jpg").is_file()
+        assert (small_root / "annotations" / "trimaps" / f"{name}.png").is_file()
+
+
+def test_marker_file_says_the_data_is_synthetic_and_how_to_get_real_data(small_root):
+    text = (small_root / "SYNTHETIC.md").read_text()
+    assert "synthetic" in text.lower()
+    assert "python -m labkit download" in text
+
+
+def test_split_files_start_with_the_list_txt_comment_header(small_root):
+    for split in ("trainval", "test", "list"):
+        first_line = (small_root / "annotations" / f"{split}.txt").read_text().splitlines()[0]
+        assert first_line == "#Image CLASS-ID SPECIES BREED ID"
+
+
+def test_list_txt_is_the_union_of_trainval_and_test(small_root):
+    union = sorted(listed_lines(small_root, "trainval") + listed_lines(small_root, "test"))
+    assert sorted(listed_lines(small_root, "list")) == union
+
+
+def test_splits_are_disjoint_and_two_to_one(small_root):
+    trainval = {fields[0] for fields in listed_lines(small_root, "trainval")}
+    test = {fields[0] for fields in listed_lines(small_root, "test")}
+    assert not trainval & test
+    assert (len(trainval), len(test)) == (20, 10)  # every third of 30 photos is a test photo
+
+
+def test_lines_follow_the_official_name_class_species_breed_format(small_root):
+    for name, class_id, species, breed_id in listed_lines(small_root, "list"):
+        breed, number = name.rsplit("_", 1)
+        assert number.isdigit()
+        # The dataset's convention: capitalised breed names are cats (1), lower-case dogs (2).
+        assert species == ("1" if breed[0].isupper() else "2")
+        assert 1 <= int(class_id) <= len(BREEDS)
+        assert 1 <= int(breed_id) <= int(class_id)
+
+
+def test_each_breed_has_one_class_id_and_both_species_appear(small_root):
+    ids_per_breed = {}
+    for name, class_id, species, breed_id in listed_lines(small_root, "list"):
+        ids_per_breed.setdefault(name.rsplit("_", 1)[0], set()).add((class_id, species, breed_id))
+    assert set(ids_per_breed) == {breed.name for breed in BREEDS}
+    assert all(len(ids) == 1 for ids in ids_per_breed.values())
+    assert {next(iter(ids))[1] for ids in ids_per_breed.values()} == {"1", "2"}
+
+
+def test_photos_are_rgb_jpegs_with_trimaps_of_the_same_varied_sizes(small_root):
+    sizes = set()
+    for image_path in (small_root / "images").glob("*.jpg"):
+        trimap_path = small_root / "annotations" / "trimaps" / f"{image_path.stem}.png"
+        with Image.open(image_path) as photo, Image.open(trimap_path) as trimap:
+            assert (photo.format, photo.mode, trimap.mode) == ("JPEG", "RGB", "L")
+            assert photo.size == trimap.size
+            sizes.add(photo.size)
+    assert len(sizes) > 1
+    assert all(int(0.8 * 64) <= side <= int(1.2 * 64) for size in sizes for side in size)  # +-20%, floored
+
+
+def test_every_trimap_has_pet_background_and_border_values(small_root):
+    for path in (small_root / "annotations" / "trimaps").glob("*.png"):
+        assert set(np.unique(np.asarray(Image.open(path))).tolist()) == {1, 2, 3}
+
+
+def test_border_band_separates_pet_from_background(small_root):
+    # Like the real trimaps, a pet pixel never touches a background pixel: the band lies between.
+    for path in (small_root / "annotations" / "trimaps").glob("*.png"):
+        trimap = np.asarray(Image.open(path))
+        pet, background = trimap == 1, trimap == 2
+        assert not (pet[:, 1:] & background[:, :-1]).any() and not (pet[:, :-1] & background[:, 1:]).any()
+        assert not (pet[1:] & background[:-1]).any() and not (pet[:-1] & background[1:]).any()
+
+
+def test_same_seed_writes_byte_identical_files(tmp_path):
+    first = file_hashes(make_synthetic(tmp_path / "first", n=8, size=48, seed=3))
+    second = file_hashes(make_synthetic(tmp_path / "second", n=8, size=48, seed=3))
+    assert first == second
+
+
+def test_different_seeds_draw_different_photos(tmp_path):
+    first = file_hashes(make_synthetic(tmp_path / "first", n=4, size=48, seed=0))
+    second = file_hashes(make_synthetic(tmp_path / "second", n=4, size=48, seed=1))
+    assert all(first[name] != second[name] for name in first if name.startswith("images"))
+
+
+@pytest.mark.parametrize("arguments", [{"n": 0}, {"size": 8}])
+def test_rejects_arguments_too_small_to_draw_a_dataset(tmp_path, arguments):
+    with pytest.raises(ValueError, match="make_synthetic"):
+        make_synthetic(tmp_path, **arguments)

@@ -1,0 +1,125 @@
+import json
+
+import pytest
+import torch
+import torchvision
+
+from labkit import train
+from labkit.checkpoint import load_checkpoint
+from labkit.config import make_config
+from labkit.models import build_model
+from labkit.pretrained import imagenet_weights_path, load_pretrained_encoder
+
+
+@pytest.fixture
+def config(synthetic_root, tmp_path):
+    return make_config("unet", "smoke", data_root=str(synthetic_root), output_dir=str(tmp_path),
+                       image_size=32, epochs=2, train_limit=16, batch_size=8)
+
+
+def test_fit_writes_best_and_last_checkpoints_and_history(config):
+    result = train.fit(config, progress=False)
+    assert result.best_checkpoint.is_file() and result.last_checkpoint.is_file()
+    assert [row["epoch"] for row in json.loads((result.run_dir / "history.json").read_text())] == [1, 2]
+    assert (result.run_dir / "history.csv").read_text().startswith("epoch,")
+
+
+def test_best_checkpoint_holds_the_best_validation_epoch(config):
+    result = train.fit(config, progress=False)
+    best_row = max(result.history, key=lambda row: row["valid_dice"])
+    saved = load_checkpoint(result.best_checkpoint)
+    assert saved["epoch"] == best_row["epoch"] and saved["metrics"]["valid_dice"] == best_row["valid_dice"]
+
+
+def test_checkpoint_records_config_and_data(config):
+    saved = load_checkpoint(train.fit(config, progress=False).last_checkpoint)
+    assert saved["config"]["model"] == "unet" and saved["config"]["image_size"] == 32
+    assert saved["data"]["synthetic"] is True and saved["data"]["train_images"] == 16
+
+
+def test_interrupt_saves_weights_and_returns_partial_history(config, monkeypatch):
+    real_epoch = train.train_one_epoch
+    calls = []
+
+    def interrupted_on_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupted_on_second_epoch)
+    result = train.fit(config, progress=False)
+    assert result.interrupted and len(result.history) == 1
+    assert (result.run_dir / "interrupted.pt").is_file()
+    assert load_checkpoint(result.last_checkpoint)["epoch"] == 1
+
+
+def test_resume_after_interrupt_matches_an_uninterrupted_run(config, tmp_path, monkeypatch):
+    straight = train.fit(config, progress=False)
+    expected = load_checkpoint(straight.last_checkpoint)["state_dict"]
+
+    config.output_dir = str(tmp_path / "interrupted")
+    real_epoch = train.train_one_epoch
+    calls = []
+
+    def interrupted_on_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupted_on_second_epoch)
+    train.fit(config, progress=False)
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    resumed = train.fit(config, resume=True, progress=False)
+    actual = load_checkpoint(resumed.last_checkpoint)["state_dict"]
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert all(torch.allclose(expected[key].float(), actual[key].float()) for key in expected)
+
+
+def test_resume_with_a_changed_schedule_is_refused(config):
+    train.fit(config, progress=False)
+    config.lr = config.lr * 2
+    with pytest.raises(ValueError, match=r"differs in \['lr'\]"):
+        train.fit(config, resume=True, progress=False)
+
+
+def test_resume_without_a_last_checkpoint_says_there_is_none(config):
+    with pytest.raises(FileNotFoundError, match="last.pt"):
+        train.fit(config, resume=True, progress=False)
+
+
+def test_pretrained_encoder_loads_a_saved_torchvision_state_dict(tmp_path):
+    reference = torchvision.models.resnet34(weights=None).state_dict()
+    torch.save(reference, tmp_path / "resnet34.pth")
+    model = build_model("resnet34_unet")
+    load_pretrained_encoder(model, tmp_path / "resnet34.pth")
+    assert torch.equal(model.encoder.layer3[5].conv2.weight, reference["layer3.5.conv2.weight"])
+
+
+def test_imagenet_weights_come_from_torchvisions_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    reference = torchvision.models.resnet34(weights=None).state_dict()
+    imagenet_weights_path().parent.mkdir(parents=True)
+    torch.save(reference, imagenet_weights_path())
+    model = build_model("resnet34_unet")
+    load_pretrained_encoder(model, "imagenet")
+    assert torch.equal(model.encoder.conv1.weight, reference["conv1.weight"])
+
+
+def test_imagenet_weights_offline_say_which_file_to_place_where(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(RuntimeError, match=str(imagenet_weights_path().name)):
+        load_pretrained_encoder(build_model("resnet34_unet"), "imagenet")
+
+
+def test_pretrained_weights_are_refused_for_the_plain_unet(tmp_path):
+    with pytest.raises(ValueError, match="only for resnet34_unet"):
+        load_pretrained_encoder(build_model("unet", base_width=4), "imagenet")
