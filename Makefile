@@ -22,9 +22,13 @@ install: $(INSTALLED)
 lab: $(INSTALLED)
 	$(BIN)/python -m labkit workbook
 
+# The notebooks run in the smoke profile with LABKIT_HOME pointing at build/test-home, so their
+# data, checkpoints and figures never overwrite the ones in data/, checkpoints/ and reports/.
 test: $(INSTALLED)
 	$(BIN)/python -m pytest tests
-	LABKIT_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	rm -rf build/test-home && mkdir -p build/test-home
+	LABKIT_HOME=$(CURDIR)/build/test-home LABKIT_PROFILE=smoke \
+		$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 clean:
-	rm -rf $(VENV) data/cache reports/notebooks
+	rm -rf $(VENV) build data/cache reports/notebooks

@@ -26,7 +26,7 @@ class CheckpointError(ValueError):
 
 
 def versions() -> dict[str, str]:
-    return {"labkit": labkit.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"labkit": labkit.__version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 def make_checkpoint(model_name: str, model_kwargs: dict, model: nn.Module, **extra) -> dict:
@@ -65,7 +65,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m labkit train` or check the path")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} holds Python objects that safe loading (weights_only=True) refuses, so it is not a labkit "
+            "checkpoint; only load such a file with weights_only=False if you trust its source"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{path} is truncated or corrupted and cannot be read ({reason}); retrain or copy it again") from None
     if not isinstance(checkpoint, dict) or FORMAT_KEY not in checkpoint:

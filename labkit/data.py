@@ -151,7 +151,8 @@ def _read_image(path: str | Path, convert: Callable[[Image.Image], T]) -> T:
         ) from error
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image as RGB (palettes with transparency go through RGBA first)."""
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # converting such palettes straight to RGB warns
     # No EXIF rotation: the trimaps were drawn on the stored pixel grid.
@@ -161,7 +162,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def load_rgb(path: str | Path) -> Image.Image:
     """Load any photo as RGB: the release has RGBA PNGs, palette GIFs, grayscale and CMYK JPEGs,
     some of them named .jpg (PIL detects the real format from the file's content)."""
-    return _read_image(path, _to_rgb)
+    return _read_image(path, to_rgb)
+
+
+def resize_photo(photo: Image.Image, size: int) -> Image.Image:
+    """A photo as the model sees it: size x size, bilinear (PIL's bilinear filter widens with the
+    reduction factor, so shrinking is antialiased). Training and inference both use this."""
+    return photo.resize((size, size), Image.Resampling.BILINEAR)
 
 
 def load_trimap(path: str | Path) -> np.ndarray:
@@ -235,8 +242,7 @@ def _decode_split(
             trimap = Image.fromarray(load_trimap(sample.trimap_path))
         except (FileNotFoundError, ValueError) as error:
             raise type(error)(f"{error} (listed in {split_file} as {sample.name})") from error
-        # PIL's bilinear filter widens with the reduction factor, so downscaling is antialiased.
-        images[index] = np.asarray(photo.resize((size, size), Image.Resampling.BILINEAR))
+        images[index] = np.asarray(resize_photo(photo, size))
         trimaps[index] = np.asarray(trimap.resize((size, size), Image.Resampling.NEAREST))
         return photo.height, photo.width
 

@@ -76,7 +76,7 @@ def smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int, 
     layers = []
     for _ in range(channels):
         grid = rng.random((cells, cells)).astype(np.float32)
-        layer = Image.fromarray(grid, mode="F").resize((width, height), Image.Resampling.BICUBIC)
+        layer = Image.fromarray(grid).resize((width, height), Image.Resampling.BICUBIC)
         layers.append(np.asarray(layer))
     return np.clip(np.stack(layers, axis=-1), 0.0, 1.0)  # (H, W, channels)
 
@@ -109,7 +109,8 @@ def draw_background(rng: np.random.Generator, width: int, height: int, palette: 
             corners = rng.integers(0, max(width, height), (int(rng.integers(3, 6)), 2))
             draw.polygon([(int(x), int(y)) for x, y in corners], fill=colour)
         else:
-            draw.line((x0, y0, x1, y1), fill=colour, width=int(rng.integers(2, max(3, width // 12))))
+            thickness = int(rng.integers(2, max(3, width // 12)))
+            draw.line((x0, y0, x1, y1), fill=colour, width=thickness)
     grain = rng.normal(0, 4, (height, width, 3)).astype(np.float32)
     return np.asarray(canvas, dtype=np.float32) + grain
 
@@ -166,14 +167,19 @@ def random_pose(rng: np.random.Generator, width: int, height: int) -> Pose:
     return Pose(cx, cy, length, depth, cx + facing * length * 0.95, cy - depth * 0.9, head, facing)
 
 
+def fill_ellipse(draw: ImageDraw.ImageDraw, x: float, y: float, radius_x: float, radius_y: float
+                 ) -> None:
+    draw.ellipse((x - radius_x, y - radius_y, x + radius_x, y + radius_y), fill=255)
+
+
 def draw_body(draw: ImageDraw.ImageDraw, pose: Pose, rng: np.random.Generator) -> None:
     """Four legs, an elliptical body and a round head: what cats and dogs share."""
     leg = max(3.0, pose.depth * 0.45)
     for offset in (-0.7, -0.45, 0.45, 0.7):
-        x = pose.cx + offset * pose.length
-        draw.rectangle((x - leg / 2, pose.cy, x + leg / 2, pose.cy + pose.depth * rng.uniform(1.4, 1.8)), fill=255)
-    draw.ellipse((pose.cx - pose.length, pose.cy - pose.depth, pose.cx + pose.length, pose.cy + pose.depth), fill=255)
-    draw.ellipse((pose.hx - pose.head, pose.hy - pose.head, pose.hx + pose.head, pose.hy + pose.head), fill=255)
+        x, bottom = pose.cx + offset * pose.length, pose.cy + pose.depth * rng.uniform(1.4, 1.8)
+        draw.rectangle((x - leg / 2, pose.cy, x + leg / 2, bottom), fill=255)
+    fill_ellipse(draw, pose.cx, pose.cy, pose.length, pose.depth)
+    fill_ellipse(draw, pose.hx, pose.hy, pose.head, pose.head)
 
 
 def draw_cat(draw: ImageDraw.ImageDraw, pose: Pose) -> None:
@@ -193,10 +199,9 @@ def draw_dog(draw: ImageDraw.ImageDraw, pose: Pose) -> None:
     """A snout, floppy ears hanging beside the head and a short straight tail."""
     head, hx, hy = pose.head, pose.hx, pose.hy
     sx, sy = hx + pose.facing * head * 0.8, hy + head * 0.25
-    draw.ellipse((sx - head * 0.6, sy - head * 0.4, sx + head * 0.6, sy + head * 0.4), fill=255)
+    fill_ellipse(draw, sx, sy, head * 0.6, head * 0.4)
     for side in (-1, 1):
-        ex = hx + side * head * 0.8
-        draw.ellipse((ex - head * 0.3, hy - head * 0.6, ex + head * 0.3, hy + head * 0.9), fill=255)
+        fill_ellipse(draw, hx + side * head * 0.8, hy + head * 0.15, head * 0.3, head * 0.75)
     root = (pose.cx - pose.facing * pose.length * 0.9, pose.cy - pose.depth * 0.3)
     tip = (root[0] - pose.facing * pose.length * 0.5, root[1] - pose.depth * 0.6)
     draw.line([root, tip], fill=255, width=max(3, int(pose.depth * 0.32)))
@@ -206,14 +211,13 @@ def draw_face(draw: ImageDraw.ImageDraw, pose: Pose) -> None:
     """Two eyes and a nose, drawn on a separate layer that darkens the coat."""
     eye, ahead = max(1.0, pose.head * 0.12), pose.hx + pose.facing * pose.head * 0.35
     for dx in (-pose.head * 0.3, pose.head * 0.3):
-        draw.ellipse((ahead + dx - eye, pose.hy - pose.head * 0.15 - eye, ahead + dx + eye, pose.hy - pose.head * 0.15 + eye), fill=255)
-    nx, ny = pose.hx + pose.facing * pose.head * 1.0, pose.hy + pose.head * 0.2
-    draw.ellipse((nx - eye, ny - eye, nx + eye, ny + eye), fill=255)
+        fill_ellipse(draw, ahead + dx, pose.hy - pose.head * 0.15, eye, eye)
+    fill_ellipse(draw, pose.hx + pose.facing * pose.head, pose.hy + pose.head * 0.2, eye, eye)
 
 
-def draw_pet(rng: np.random.Generator, species: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pet's silhouette (bool (H, W)) and its face markings ((H, W) float in [0, 1]),
-    tilted by a random angle."""
+def draw_pet(rng: np.random.Generator, species: str, width: int, height: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The pet's silhouette (bool (H, W)) and face markings ((H, W) float in [0, 1]), tilted."""
     pose = random_pose(rng, width, height)
     silhouette, face = Image.new("L", (width, height), 0), Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(silhouette)
@@ -221,8 +225,9 @@ def draw_pet(rng: np.random.Generator, species: str, width: int, height: int) ->
     (draw_cat if species == "cat" else draw_dog)(draw, pose)
     draw_face(ImageDraw.Draw(face), pose)
     angle = rng.uniform(-20, 20)
-    silhouette = silhouette.rotate(angle, resample=Image.Resampling.NEAREST, center=(pose.cx, pose.cy))
-    face = face.rotate(angle, resample=Image.Resampling.BILINEAR, center=(pose.cx, pose.cy))
+    centre = (pose.cx, pose.cy)
+    silhouette = silhouette.rotate(angle, resample=Image.Resampling.NEAREST, center=centre)
+    face = face.rotate(angle, resample=Image.Resampling.BILINEAR, center=centre)
     return np.asarray(silhouette) > 127, np.asarray(face, dtype=np.float32) / 255
 
 
@@ -237,7 +242,8 @@ def trimap_from_mask(mask: np.ndarray, band: int) -> np.ndarray:
     return trimap
 
 
-def render_photo(rng: np.random.Generator, breed: Breed, width: int, height: int) -> tuple[Image.Image, np.ndarray]:
+def render_photo(rng: np.random.Generator, breed: Breed, width: int, height: int
+                 ) -> tuple[Image.Image, np.ndarray]:
     """One synthetic photo (RGB) and its trimap ((H, W) uint8)."""
     palette = [colour for other in BREEDS for colour in other.colours]
     scene = draw_background(rng, width, height, palette)
@@ -251,9 +257,17 @@ def render_photo(rng: np.random.Generator, breed: Breed, width: int, height: int
     return Image.fromarray(photo), trimap_from_mask(mask, band)
 
 
-def list_line(name: str, breed: Breed) -> str:
+def split_line(name: str, breed: Breed) -> str:
+    """One line in the official format: `NAME CLASS_ID SPECIES BREED_ID`."""
     class_id, species_id, breed_id = breed_ids()[breed.name]
     return f"{name} {class_id} {species_id} {breed_id}\n"
+
+
+def write_split_files(annotations: Path, trainval: list[str], test: list[str]) -> None:
+    """trainval.txt, test.txt and list.txt (all photos, sorted by name like the real file)."""
+    files = {"trainval.txt": trainval, "test.txt": test, "list.txt": sorted(trainval + test)}
+    for file_name, lines in files.items():
+        (annotations / file_name).write_text(LIST_HEADER + "".join(lines))
 
 
 def make_synthetic(root: str | Path, n: int = 240, size: int = 160, seed: int = 0) -> Path:
@@ -272,19 +286,16 @@ def make_synthetic(root: str | Path, n: int = 240, size: int = 160, seed: int = 
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "trimaps").mkdir(parents=True, exist_ok=True)
-    lines = {"trainval": [], "test": []}
+    trainval, test = [], []
     for index in range(n):
         breed = BREEDS[index % len(BREEDS)]
         name = f"{breed.name}_{index // len(BREEDS) + 1}"
-        rng = np.random.default_rng([seed, index])  # one stream per photo: order-independent
+        rng = np.random.default_rng([seed, index])  # one stream per photo, independent of n
         width, height = (int(size * rng.uniform(0.8, 1.2)) for _ in range(2))
         photo, trimap = render_photo(rng, breed, width, height)
         photo.save(root / "images" / f"{name}.jpg", quality=90)
-        Image.fromarray(trimap, mode="L").save(root / "annotations" / "trimaps" / f"{name}.png")
-        lines["test" if index % 3 == 2 else "trainval"].append(list_line(name, breed))
-    annotations = root / "annotations"
-    (annotations / "trainval.txt").write_text(LIST_HEADER + "".join(lines["trainval"]))
-    (annotations / "test.txt").write_text(LIST_HEADER + "".join(lines["test"]))
-    (annotations / "list.txt").write_text(LIST_HEADER + "".join(sorted(lines["trainval"] + lines["test"])))
+        Image.fromarray(trimap).save(root / "annotations" / "trimaps" / f"{name}.png")
+        (test if index % 3 == 2 else trainval).append(split_line(name, breed))
+    write_split_files(root / "annotations", trainval, test)
     (root / "SYNTHETIC.md").write_text(MARKER_TEXT)
     return root

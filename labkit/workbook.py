@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +68,31 @@ def record_results(section: str, values: dict) -> Path:
     return path
 
 
-def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False) -> Path:
+def live_curves(name: str) -> Callable[[list[dict]], None]:
+    """An `on_epoch_end` callback that redraws the loss and Dice curves in place after each epoch."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from labkit import viz
+
+    handle = display(display_id=True)
+
+    def redraw(history: list[dict]) -> None:
+        figure = viz.plot_history({name: history})
+        handle.update(figure)
+        plt.close(figure)
+
+    return redraw
+
+
+def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False,
+                       on_epoch_end: Callable[[list[dict]], None] | None = None) -> Path:
     """The best checkpoint of `model` for this run's profile and data: loaded when one exists that
-    was trained with the same configuration, trained now (saying so) otherwise."""
+    was trained with the same configuration, trained now (saying so) otherwise.
+
+    Args:
+        on_epoch_end: passed to `fit` when training happens, e.g. `live_curves(model)`.
+    """
     from labkit.train import config_differences, fit, run_dir_for
 
     config = make_config(model, run.profile, data_root=str(run.root))
@@ -83,7 +106,7 @@ def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False) -> P
     else:
         print(f"Training {model} with the {run.profile!r} profile" + (" (asked to retrain)." if retrain else
               f" (no checkpoint at {best} yet)."))
-    return fit(config).best_checkpoint
+    return fit(config, on_epoch_end=on_epoch_end).best_checkpoint
 
 
 def notebook_paths() -> list[Path]:

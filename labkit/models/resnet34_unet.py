@@ -138,8 +138,8 @@ class ResNet34UNet(nn.Module):
         """
         weights = {key: value for key, value in state_dict.items() if not key.startswith("fc.")}
         expected = self.encoder.state_dict().keys()
-        missing = sorted(expected - weights.keys())
-        unexpected = sorted(weights.keys() - expected)
+        missing = [key for key in expected if key not in weights]
+        unexpected = [key for key in weights if key not in expected]
         if missing or unexpected:
             raise ValueError(
                 "not a torchvision resnet34 state_dict: "

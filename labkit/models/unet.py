@@ -69,7 +69,9 @@ class UNet(nn.Module):
     # 32, not the 16 that four poolings need, so both lab models accept the same sizes unchanged.
     pad_multiple = 32
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 1, base_width: int = 64, bilinear: bool = True) -> None:
+    def __init__(
+        self, in_channels: int = 3, out_channels: int = 1, base_width: int = 64, bilinear: bool = True
+    ) -> None:
         super().__init__()
         if min(in_channels, out_channels, base_width) < 1:
             raise ValueError(

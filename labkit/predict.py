@@ -1,0 +1,201 @@
+"""Masks for your own photos: any size, mode or format Pillow reads, returned at the photo's size.
+
+Each photo is resized to the square the model was trained on, exactly as the training cache
+resizes it, and the logits are resized back bilinearly to the photo's own size before the
+sigmoid and the threshold, as `evaluate` does at original resolution. Files that cannot be read
+are reported and skipped, so one broken download never stops a folder of predictions.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from labkit import data
+from labkit.checkpoint import load_model
+from labkit.device import resolve_device
+from labkit.evaluate import predict_logits
+
+# DecompressionBombError (a photo of hundreds of megapixels) is not an OSError.
+UNREADABLE = (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError)
+
+
+@dataclass
+class PredictionReport:
+    """What `predict_files` wrote, and which inputs it skipped and why."""
+
+    written: list[dict] = field(default_factory=list)  # source, mask, overlay, cutout, pet_fraction
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (path, one-line reason)
+
+
+def image_extensions() -> set[str]:
+    """Lower-case extensions (".jpg", ".png", ...) of every format this Pillow can open."""
+    return {extension.lower() for extension, format_name in Image.registered_extensions().items()
+            if format_name in Image.OPEN}
+
+
+def as_paths(inputs: list[str | Path] | str | Path) -> list[Path]:
+    """One path or a list of them, as a list of Paths."""
+    return [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(path) for path in inputs]
+
+
+def find_images(inputs: list[str | Path] | str | Path) -> list[Path]:
+    """The photos to predict: files as given, and each folder's image files (not its subfolders).
+
+    Folder contents are sorted by name; hidden files are skipped, among them the `._*` AppleDouble
+    files macOS leaves beside every photo on a shared drive. A file named explicitly is kept
+    whatever its extension, so that a broken one is reported rather than silently ignored.
+
+    Raises:
+        FileNotFoundError: an input does not exist.
+    """
+    extensions = image_extensions()
+    found = []
+    for path in as_paths(inputs):
+        if path.is_dir():
+            found += sorted(child for child in path.iterdir() if child.is_file()
+                            and not child.name.startswith(".") and child.suffix.lower() in extensions)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"{path} does not exist; give image files or folders that hold them")
+    return list(dict.fromkeys(found))  # drops repeats, keeps order
+
+
+@torch.inference_mode()
+def predict_probability(model: nn.Module, image: Image.Image, image_size: int, tta: bool = False) -> np.ndarray:
+    """Pet probability (H, W) float32 at the photo's own size.
+
+    Args:
+        model: any labkit model; it runs on its own device and its train/eval mode is restored.
+        image: a photo of any mode (converted to RGB; `data.load_rgb` reads files safely).
+        image_size: the side of the square the model was trained on.
+        tta: also predict the mirror image and average the logits.
+    """
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive int (the training size), got {image_size!r}")
+    rgb = data.to_rgb(image)
+    pixels = np.array(data.resize_photo(rgb, image_size))  # (S, S, 3) uint8, writable
+    batch = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # (1, 3, S, S)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = predict_logits(model, batch, tta=tta)  # (1, 1, S, S)
+    finally:
+        model.train(was_training)
+    # Resize logits, not probabilities or masks, as evaluate does at original resolution.
+    logits = F.interpolate(logits, size=(rgb.height, rgb.width), mode="bilinear", align_corners=False)
+    return torch.sigmoid(logits)[0, 0].cpu().numpy().astype(np.float32)
+
+
+def check_mask(image: Image.Image, mask: np.ndarray) -> np.ndarray:
+    """The mask as a bool (H, W) array, refusing one that does not match the photo."""
+    mask = np.asarray(mask)
+    if mask.shape != (image.height, image.width):
+        raise ValueError(f"mask of shape {mask.shape} does not match the photo's (height, width) = "
+                         f"{(image.height, image.width)}; predict at the photo's own size")
+    return mask.astype(bool)
+
+
+def overlay(image: Image.Image, mask: np.ndarray, color: tuple[int, int, int] = (255, 64, 0),
+            alpha: float = 0.5) -> Image.Image:
+    """The photo with the predicted pet tinted in `color`, to judge a mask at a glance.
+
+    Args:
+        mask: (H, W), nonzero or True where the pet is.
+        alpha: how strongly the tint covers the pet, 0 (invisible) to 1 (opaque).
+    """
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    pet = check_mask(image, mask)
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    tinted = (1 - alpha) * pixels + alpha * np.array(color, dtype=np.float32)
+    pixels[pet] = tinted[pet]
+    return Image.fromarray(np.round(pixels).astype(np.uint8), mode="RGB")
+
+
+def cutout(image: Image.Image, mask: np.ndarray) -> Image.Image:
+    """The pet on a transparent background: RGBA with alpha 255 on the pet and 0 elsewhere."""
+    pet = check_mask(image, mask)
+    rgba = image.convert("RGB").convert("RGBA")
+    rgba.putalpha(Image.fromarray(pet.astype(np.uint8) * 255, mode="L"))
+    return rgba
+
+
+def output_stems(sources: list[Path]) -> list[str]:
+    """A distinct output name per source: its stem, or `<stem>-2`, `-3`... for a later photo with
+    the same stem (same name in another folder, or another extension).
+
+    Compared case-insensitively, because macOS and Windows file systems are.
+    """
+    own = {source.stem.lower() for source in sources}
+    used, stems = set(), []
+    for source in sources:
+        stem, number = source.stem, 1
+        while stem.lower() in used or (number > 1 and stem.lower() in own):
+            number += 1
+            stem = f"{source.stem}-{number}"
+        used.add(stem.lower())
+        stems.append(stem)
+    return stems
+
+
+def one_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def write_outputs(image: Image.Image, mask: np.ndarray, output_dir: Path, stem: str) -> dict:
+    """Save the mask (L, 0/255), the overlay and the cutout as PNGs; return their paths."""
+    paths = {kind: output_dir / f"{stem}_{kind}.png" for kind in ("mask", "overlay", "cutout")}
+    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(paths["mask"])
+    overlay(image, mask).save(paths["overlay"])
+    cutout(image, mask).save(paths["cutout"])
+    return paths
+
+
+def predict_files(model_or_checkpoint: nn.Module | str | Path, inputs: list[str | Path] | str | Path,
+                  output_dir: str | Path, threshold: float = 0.5, image_size: int | None = None,
+                  tta: bool = False, device: str = "auto", progress: bool = True) -> PredictionReport:
+    """Predict every photo among `inputs` and write `<stem>_mask.png`, `<stem>_overlay.png` and
+    `<stem>_cutout.png` at its original size into `output_dir`.
+
+    Args:
+        model_or_checkpoint: a model (used on its own device), or the path of a labkit checkpoint
+            (loaded onto `device`).
+        inputs: image files and folders, see `find_images`.
+        threshold: a pixel is pet where its probability is above this.
+        image_size: defaults to the checkpoint's training size, else `data.DEFAULT_SIZE`.
+        tta: average with the prediction for the mirror image.
+    """
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold is a probability between 0 and 1, got {threshold}")
+    if isinstance(model_or_checkpoint, nn.Module):
+        model = model_or_checkpoint
+    else:
+        model = load_model(model_or_checkpoint, resolve_device(device))
+    trained = getattr(model, "checkpoint_info", {}).get("config", {})
+    image_size = image_size or trained.get("image_size", data.DEFAULT_SIZE)
+    sources = find_images(inputs)
+    if not sources:
+        names = ", ".join(map(str, as_paths(inputs)))
+        raise ValueError(f"no image files found in {names}; give photos or folders that hold them")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    report = PredictionReport()
+    for source, stem in tqdm(list(zip(sources, output_stems(sources))), desc="predict", disable=not progress):
+        try:
+            image = data.load_rgb(source)
+        except UNREADABLE as error:
+            report.failed.append((source, one_line(error)))
+            continue
+        mask = predict_probability(model, image, image_size, tta) > threshold
+        written = write_outputs(image, mask, output_dir, stem)
+        report.written.append({"source": source, **written, "pet_fraction": float(mask.mean())})
+    return report

@@ -1,0 +1,352 @@
+"""Figures for the notebooks and reports: every function returns a Figure and never calls plt.show().
+
+Figures are made with `plt.subplots`, so a notebook displays each one once; `save_figure` writes
+it under reports/figures/ with a stable name (`00_samples.png`) that the reports link to.
+Inputs are numpy arrays (torch tensors are converted): photos (H, W, 3) uint8, masks (H, W) with
+0 = background, 1 = pet and IGNORE_INDEX (255) = not scored, drawn grey.
+"""
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from labkit import paths
+from labkit.metrics import IGNORE_INDEX
+
+IGNORE_COLOUR = (128, 128, 128)
+MASK_COLOURS = {"background": (0, 0, 0), "pet": (255, 255, 255), "ignored": IGNORE_COLOUR}
+TRIMAP_COLOURS = {1: ("pet", (240, 150, 40)), 2: ("background", (40, 60, 120)), 3: ("border", (250, 240, 120))}
+# Correct pixels are quiet (white pet, black background) so the mistakes stand out in colour.
+ERROR_COLOURS = {"true positive": (235, 235, 235), "false positive (extra pet)": (230, 40, 40),
+                 "false negative (missed pet)": (40, 110, 255), "true negative": (0, 0, 0),
+                 "ignored": IGNORE_COLOUR}
+
+
+def to_numpy(array) -> np.ndarray:
+    """A numpy view of a numpy array, list or (CPU or GPU) torch tensor."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def as_image(image) -> np.ndarray:
+    """A (H, W, 3) uint8 photo from uint8 or [0, 1] float, channels last or (3, H, W)."""
+    image = to_numpy(image)
+    if image.ndim == 3 and image.shape[0] == 3 and image.shape[2] != 3:
+        image = image.transpose(1, 2, 0)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a photo of shape (H, W, 3), got {image.shape}")
+    if image.dtype != np.uint8:
+        if image.size and image.max() > 1:
+            raise ValueError("a float photo must hold values in [0, 1]; pass uint8 for values 0..255")
+        image = np.clip(np.rint(image.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    return image
+
+
+def as_mask(mask, like: np.ndarray) -> np.ndarray:
+    """A (H, W) mask checked against the photo (or mask) it belongs to."""
+    mask = to_numpy(mask)
+    if mask.ndim == 3 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask.shape != like.shape[:2]:
+        raise ValueError(f"mask of shape {mask.shape} does not match image of shape {like.shape[:2]}")
+    return mask
+
+
+def patches(colours: dict) -> list[Patch]:
+    """Legend handles for a {label: (r, g, b)} colour table."""
+    return [Patch(facecolor=np.array(rgb) / 255, edgecolor="0.5", label=label) for label, rgb in colours.items()]
+
+
+def error_legend_handles() -> list[Patch]:
+    """Legend handles explaining the colours of `error_map`, for `fig.legend(handles=...)`."""
+    return patches(ERROR_COLOURS)
+
+
+def clean_axis(ax: plt.Axes) -> None:
+    """Hide ticks and frame of an image panel but keep its title and y label."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def overlay_mask(image, mask, color=(255, 64, 0), alpha: float = 0.45) -> np.ndarray:
+    """The photo with pet pixels tinted `color` (ignored pixels tinted grey); background unchanged."""
+    image = as_image(image)
+    mask = as_mask(mask, image)
+    blended = image.astype(np.float32)
+    for value, tint in ((1, color), (IGNORE_INDEX, IGNORE_COLOUR)):
+        where = mask == value
+        blended[where] = (1 - alpha) * blended[where] + alpha * np.asarray(tint, np.float32)
+    return np.rint(blended).astype(np.uint8)
+
+
+def mask_to_rgb(mask) -> np.ndarray:
+    """Binary mask as a picture: pet white, background black, ignored grey."""
+    mask = to_numpy(mask)
+    picture = np.zeros((*mask.shape, 3), np.uint8)
+    picture[mask == 1] = MASK_COLOURS["pet"]
+    picture[mask == IGNORE_INDEX] = IGNORE_COLOUR
+    return picture
+
+
+def error_map(prediction, truth) -> np.ndarray:
+    """Where a prediction is right and wrong, coloured by ERROR_COLOURS (uint8 (H, W, 3)).
+
+    True positives near-white, false positives red, false negatives blue, true negatives black,
+    pixels whose truth is IGNORE_INDEX grey. `prediction` is a bool/0-1 mask or probabilities
+    (thresholded at 0.5).
+    """
+    truth = to_numpy(truth)
+    predicted_pet = as_mask(prediction, truth) > 0.5
+    picture = np.zeros((*truth.shape, 3), np.uint8)
+    cases = [predicted_pet & (truth == 1), predicted_pet & (truth == 0), ~predicted_pet & (truth == 1),
+             ~predicted_pet & (truth == 0), truth == IGNORE_INDEX]
+    for where, colour in zip(cases, ERROR_COLOURS.values()):
+        picture[where] = colour
+    return picture
+
+
+def show_samples(images, masks=None, titles=None, columns: int = 4) -> Figure:
+    """A grid of photos with their masks tinted on top (plain photos when masks is None)."""
+    count = len(images)
+    if count == 0:
+        raise ValueError("show_samples needs at least one image")
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False, layout="constrained")
+    for index, ax in enumerate(axes.flat):
+        if index >= count:
+            ax.remove()
+            continue
+        image = images[index] if masks is None else overlay_mask(images[index], masks[index])
+        ax.imshow(as_image(image))
+        ax.set_title(titles[index] if titles else "", fontsize=9)
+        clean_axis(ax)
+    return fig
+
+
+def show_trimap(image, trimap, mask) -> Figure:
+    """One photo, its three-class trimap and the binary mask made from it, side by side."""
+    image = as_image(image)
+    trimap = as_mask(trimap, image)
+    coloured = np.zeros_like(image)
+    for value, (_, rgb) in TRIMAP_COLOURS.items():
+        coloured[trimap == value] = rgb
+    mask = as_mask(mask, image)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), layout="constrained")
+    panels = [(image, "photo"), (coloured, "trimap"), (mask_to_rgb(mask), "binary mask")]
+    for ax, (picture, title) in zip(axes, panels):
+        ax.imshow(picture)
+        ax.set_title(title)
+        clean_axis(ax)
+    trimap_legend = {f"{value} = {label}": rgb for value, (label, rgb) in TRIMAP_COLOURS.items()}
+    axes[1].legend(handles=patches(trimap_legend), loc="upper center", bbox_to_anchor=(0.5, 0), ncol=3,
+                   frameon=False, fontsize=9)
+    shown = {"pet", "background"} | ({"ignored"} if (mask == IGNORE_INDEX).any() else set())
+    mask_legend = {label: rgb for label, rgb in MASK_COLOURS.items() if label in shown}
+    axes[2].legend(handles=patches(mask_legend), loc="upper center", bbox_to_anchor=(0.5, 0), ncol=3,
+                   frameon=False, fontsize=9)
+    return fig
+
+
+def plot_size_distribution(sizes) -> Figure:
+    """Original photo sizes: width against height, and a histogram of aspect ratios (width / height)."""
+    heights, widths = to_numpy(sizes).reshape(-1, 2).T
+    fig, (scatter, histogram) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    scatter.scatter(widths, heights, s=8, alpha=0.5)
+    scatter.set(xlabel="width (pixels)", ylabel="height (pixels)", title=f"Photo sizes ({len(heights)} photos)")
+    histogram.hist(widths / heights, bins=30, color="C1")
+    histogram.axvline(1.0, color="0.3", linestyle="--", label="square")
+    histogram.set(xlabel="aspect ratio (width / height)", ylabel="photos", title="Aspect ratios")
+    histogram.yaxis.set_major_locator(MaxNLocator(integer=True))
+    histogram.legend()
+    return fig
+
+
+def plot_foreground_fraction(fractions, labels=None) -> Figure:
+    """Histogram of the share of pet pixels per image, one colour per label (e.g. species)."""
+    fractions = to_numpy(fractions).astype(float)
+    labels = np.asarray(labels if labels is not None else ["all images"] * len(fractions))
+    bins = np.linspace(0, 1, 31)
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    for index, label in enumerate(sorted(set(labels))):
+        values = fractions[labels == label]
+        ax.hist(values, bins=bins, alpha=0.5, color=f"C{index}", label=f"{label} (mean {values.mean():.2f})")
+        ax.axvline(values.mean(), color=f"C{index}", linestyle="--")
+    ax.set(xlabel="fraction of pixels that are pet (dashed: mean)", ylabel="images",
+           title="How much of each photo is pet?")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend()
+    return fig
+
+
+def plot_history(histories: dict[str, list[dict]]) -> Figure:
+    """Training loss and validation Dice against epoch, one line per run, best epoch starred."""
+    fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for index, (label, history) in enumerate(histories.items()):
+        missing = {"epoch", "train_loss", "valid_dice"} - set(history[0] if history else {})
+        if missing:
+            raise ValueError(f"history of run {label!r} lacks {sorted(missing)}; pass the rows of history.csv")
+        epochs = [row["epoch"] for row in history]
+        dice = [row["valid_dice"] for row in history]
+        best = int(np.argmax(dice))
+        loss_ax.plot(epochs, [row["train_loss"] for row in history], color=f"C{index}", label=label)
+        dice_ax.plot(epochs, dice, color=f"C{index}", label=f"{label} (best {dice[best]:.3f}, epoch {epochs[best]})")
+        dice_ax.plot(epochs[best], dice[best], "*", color=f"C{index}", markersize=14, markeredgecolor="k")
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    dice_ax.set(xlabel="epoch", ylabel="validation Dice", title="Validation Dice (star = best epoch)")
+    for ax in (loss_ax, dice_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def show_predictions(images, truths, predictions, titles=None, dice=None) -> Figure:
+    """Rows of photo | truth | prediction | overlay | error map, titled with the row's Dice if given."""
+    count = len(images)
+    if count == 0:
+        raise ValueError("show_predictions needs at least one image")
+    fig, axes = plt.subplots(count, 5, figsize=(13, 2.7 * count + 0.6), squeeze=False, layout="constrained")
+    headings = ["photo", "true mask", "predicted mask", "prediction on photo", "errors"]
+    for row, ax_row in enumerate(axes):
+        image = as_image(images[row])
+        truth = as_mask(truths[row], image)
+        predicted = (as_mask(predictions[row], image) > 0.5).astype(np.uint8)
+        pictures = [image, mask_to_rgb(truth), mask_to_rgb(predicted), overlay_mask(image, predicted),
+                    error_map(predicted, truth)]
+        for ax, picture, heading in zip(ax_row, pictures, headings):
+            ax.imshow(picture)
+            clean_axis(ax)
+            if row == 0:
+                ax.set_title(heading)
+        name = titles[row] if titles else f"image {row}"
+        ax_row[0].set_ylabel(name if dice is None else f"{name}\nDice {dice[row]:.3f}", fontsize=9)
+    fig.legend(handles=error_legend_handles(), loc="outside lower center", ncol=5, frameon=False, fontsize=9)
+    return fig
+
+
+def display_name(key: str) -> str:
+    """'dice_original' -> 'Dice original', for axis labels."""
+    words = key.split("_")
+    return " ".join([{"dice": "Dice", "iou": "IoU"}.get(words[0], words[0]), *words[1:]])
+
+
+def mean_by(rows: list[dict], group: str, key: str) -> dict[str, float]:
+    """Mean of rows[key] for each value of rows[group]."""
+    values = defaultdict(list)
+    for row in rows:
+        values[row[group]].append(row[key])
+    return {name: float(np.mean(scores)) for name, scores in values.items()}
+
+
+def plot_per_breed(per_image: dict[str, list[dict]], key: str = "dice") -> Figure:
+    """Mean Dice per breed as horizontal bars, one bar per model, best breeds on top.
+
+    Args:
+        per_image: model label -> per-image rows with keys breed, species and `key`.
+    """
+    means = {model: mean_by(rows, "breed", key) for model, rows in per_image.items()}
+    species = {row["breed"]: row["species"] for rows in per_image.values() for row in rows}
+    breeds = sorted(species, key=lambda breed: np.mean([m[breed] for m in means.values() if breed in m]))
+    height = 0.8 / len(means)
+    fig, ax = plt.subplots(figsize=(8, 1 + 0.22 * len(breeds) * len(means) ** 0.5), layout="constrained")
+    for index, (model, by_breed) in enumerate(means.items()):
+        positions = np.arange(len(breeds)) - (index - (len(means) - 1) / 2) * height  # first model on top
+        ax.barh(positions, [by_breed.get(breed, np.nan) for breed in breeds], height=height, color=f"C{index}",
+                label=f"{model} (mean over images {np.mean([r[key] for r in per_image[model]]):.3f})")
+    ax.set_yticks(np.arange(len(breeds)), [f"{breed} ({species[breed]})" for breed in breeds], fontsize=8)
+    ax.set(xlim=(0, 1), ylim=(-0.6, len(breeds) - 0.4), xlabel=f"mean {display_name(key)} per breed",
+           title="Which breeds are hardest? (easiest on top)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=len(means), frameon=False, fontsize=9)
+    return fig
+
+
+def plot_dice_histogram(per_image: dict[str, list[dict]], key: str = "dice") -> Figure:
+    """Overlaid histograms of per-image scores, one per model, means dashed."""
+    scores = {model: np.array([row[key] for row in rows], float) for model, rows in per_image.items()}
+    lowest = min(values.min() for values in scores.values())
+    bins = np.linspace(min(lowest, 0.9), 1, 31)
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    for index, (model, values) in enumerate(scores.items()):
+        ax.hist(values, bins=bins, alpha=0.45, color=f"C{index}", label=f"{model} (mean {values.mean():.3f})")
+        ax.axvline(values.mean(), color=f"C{index}", linestyle="--")
+    ax.set(xlabel=f"{display_name(key)} per image (dashed: mean)", ylabel="images",
+           title=f"{display_name(key)} per image")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="upper left")
+    return fig
+
+
+def plot_threshold_sweep(thresholds, scores: dict[str, list[float]]) -> Figure:
+    """Score against decision threshold per model, the best threshold starred."""
+    thresholds = to_numpy(thresholds).astype(float)
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    for index, (model, values) in enumerate(scores.items()):
+        values = np.asarray(values, float)
+        best = int(np.argmax(values))
+        ax.plot(thresholds, values, color=f"C{index}", marker=".",
+                label=f"{model} (best {values[best]:.3f} at {thresholds[best]:.2f})")
+        ax.plot(thresholds[best], values[best], "*", color=f"C{index}", markersize=14, markeredgecolor="k")
+    ax.axvline(0.5, color="0.5", linestyle=":", label="default threshold 0.5")
+    ax.set(xlabel="threshold on the predicted probability", ylabel="Dice", title="Dice against threshold")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_speed_comparison(rows: list[dict], value_keys=("images_per_second",), label_key: str = "label") -> Figure:
+    """Horizontal bars of images per second for each setting, one bar per measurement in value_keys."""
+    labels = [str(row[label_key]) for row in rows]
+    height = 0.8 / len(value_keys)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(rows) * len(value_keys) ** 0.5), layout="constrained")
+    for index, key in enumerate(value_keys):
+        positions = np.arange(len(rows)) + (index - (len(value_keys) - 1) / 2) * height
+        bars = ax.barh(positions, [row[key] for row in rows], height=height, color=f"C{index}",
+                       label=key.replace("_", " "))
+        ax.bar_label(bars, fmt="%.0f", padding=3, fontsize=8)
+    ax.set_yticks(np.arange(len(rows)), labels)
+    ax.invert_yaxis()  # first row on top, as in the table
+    ax.margins(x=0.12)
+    ax.set(xlabel="images per second (higher is faster)", title="Speed")
+    if len(value_keys) > 1:
+        fig.legend(loc="outside lower center", ncol=len(value_keys), frameon=False)
+    return fig
+
+
+def format_cell(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.3f}"
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
+def results_table(rows: list[dict], columns) -> str:
+    """A Markdown table of rows; floats to 3 decimals, numeric columns right-aligned.
+
+    Args:
+        columns: keys to show, in order, or a {key: heading} dict to rename them.
+    """
+    headings = dict(columns) if isinstance(columns, dict) else {key: key for key in columns}
+    numeric = {key: all(isinstance(row.get(key), (int, float, np.number)) for row in rows) for key in headings}
+    lines = ["| " + " | ".join(headings.values()) + " |",
+             "|" + "|".join("---:" if numeric[key] and rows else "---" for key in headings) + "|"]
+    lines += ["| " + " | ".join(format_cell(row.get(key)) for key in headings) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def save_figure(fig: Figure, name: str, folder: str | Path | None = None) -> Path:
+    """Write fig to <folder or reports/figures>/<name>.png and return the path."""
+    name = name.removesuffix(".png")
+    if not name or "/" in name or "\\" in name:
+        raise ValueError(f"figure name {name!r} must be a plain file name like '00_samples'; use folder= for the place")
+    folder = Path(folder) if folder is not None else paths.figures_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
