@@ -8,8 +8,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-export MPLBACKEND := Agg
-
 .PHONY: lab test install clean
 
 $(INSTALLED): pyproject.toml
@@ -25,9 +23,9 @@ lab: $(INSTALLED)
 # The notebooks run in the smoke profile with LABKIT_HOME pointing at build/test-home, so their
 # data, checkpoints and figures never overwrite the ones in data/, checkpoints/ and reports/.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest tests
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests
 	rm -rf build/test-home && mkdir -p build/test-home
-	LABKIT_HOME=$(CURDIR)/build/test-home LABKIT_PROFILE=smoke \
+	MPLBACKEND=Agg LABKIT_HOME=$(CURDIR)/build/test-home LABKIT_PROFILE=smoke \
 		$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 clean:

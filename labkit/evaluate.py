@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from labkit import data
 from labkit.checkpoint import load_model
 from labkit.device import autocast, resolve_device, resolve_precision
-from labkit.metrics import SegmentationMeter
+from labkit.metrics import SegmentationMeter, dice_per_image
 
 
 @dataclass
@@ -61,6 +61,34 @@ def score_tensors(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, b
         meter.update(predict_logits(model, images[batch], precision, tta), masks[batch].to(model_device(model)))
     model.train(was_training)
     return meter.compute()
+
+
+def threshold_sweep(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, thresholds,
+                    batch_size: int = 32, precision: str = "auto", tta: bool = False) -> list[float]:
+    """Mean per-image Dice at each threshold, from logits computed once per batch.
+
+    Choose the threshold on the validation split and report test with it: picking it on test
+    would tune the model to the very photos it is graded on.
+
+    Args:
+        images: uint8 (N, 3, H, W); masks: (N, H, W) with values 0, 1 or IGNORE_INDEX.
+        thresholds: probabilities in (0, 1), e.g. [0.1, 0.2, ..., 0.9].
+    """
+    thresholds = [float(threshold) for threshold in thresholds]
+    if not thresholds or not all(0 < threshold < 1 for threshold in thresholds):
+        raise ValueError(f"thresholds must be a non-empty list of probabilities in (0, 1), got {thresholds}")
+    if len(images) == 0 or len(images) != len(masks):
+        raise ValueError(f"need the same, non-zero number of images and masks, got {len(images)} and {len(masks)}")
+    was_training = model.training
+    model.eval()
+    totals = [0.0] * len(thresholds)
+    for batch in batches(len(images), batch_size):
+        logits = predict_logits(model, images[batch], precision, tta)
+        target = masks[batch].to(logits.device)
+        for index, threshold in enumerate(thresholds):
+            totals[index] += dice_per_image(logits, target, threshold).sum().item()
+    model.train(was_training)
+    return [total / len(images) for total in totals]
 
 
 def original_masks(arrays: data.SplitArrays, indices: range, border: str) -> list[torch.Tensor]:

@@ -264,10 +264,11 @@ def split_line(name: str, breed: Breed) -> str:
 
 
 def write_split_files(annotations: Path, trainval: list[str], test: list[str]) -> None:
-    """trainval.txt, test.txt and list.txt (all photos, sorted by name like the real file)."""
-    files = {"trainval.txt": trainval, "test.txt": test, "list.txt": sorted(trainval + test)}
-    for file_name, lines in files.items():
-        (annotations / file_name).write_text(LIST_HEADER + "".join(lines))
+    """trainval.txt, test.txt and list.txt, sorted by name like the real files (so the every-10th-line
+    validation rule samples every breed); only list.txt has the real one's comment header."""
+    (annotations / "trainval.txt").write_text("".join(sorted(trainval)))
+    (annotations / "test.txt").write_text("".join(sorted(test)))
+    (annotations / "list.txt").write_text(LIST_HEADER + "".join(sorted(trainval + test)))
 
 
 def make_synthetic(root: str | Path, n: int = 240, size: int = 160, seed: int = 0) -> Path:
@@ -295,7 +296,8 @@ def make_synthetic(root: str | Path, n: int = 240, size: int = 160, seed: int = 
         photo, trimap = render_photo(rng, breed, width, height)
         photo.save(root / "images" / f"{name}.jpg", quality=90)
         Image.fromarray(trimap).save(root / "annotations" / "trimaps" / f"{name}.png")
-        (test if index % 3 == 2 else trainval).append(split_line(name, breed))
+        # Every third photo *of each breed* goes to test, so every breed is in every split.
+        (test if (index // len(BREEDS)) % 3 == 2 else trainval).append(split_line(name, breed))
     write_split_files(root / "annotations", trainval, test)
     (root / "SYNTHETIC.md").write_text(MARKER_TEXT)
     return root

@@ -57,10 +57,11 @@ def setup_notebook(profile: str = "auto", data_root: str | Path | None = None) -
 
 
 def record_results(section: str, values: dict) -> Path:
-    """Merge `values` under `section` into reports/results.json (written atomically)."""
+    """Merge `values` into `section` of reports/results.json (written atomically), so notebooks
+    that add to the same section keep each other's numbers."""
     path = paths.reports_dir() / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
-    results[section] = values
+    results.setdefault(section, {}).update(values)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(results, indent=2, sort_keys=True))
@@ -131,7 +132,6 @@ def execute_notebook(source: Path, target: Path, timeout: int) -> None:
 def run_notebooks(profile: str = "auto", timeout: int = 3600) -> list[Path]:
     """Execute every numbered notebook with `LABKIT_PROFILE=profile`; returns the executed copies."""
     os.environ["LABKIT_PROFILE"] = profile
-    os.environ.setdefault("MPLBACKEND", "Agg")
     root = data.resolve_root()
     if data.is_synthetic(root):
         print(f"No real dataset in {data.default_root()}: the workbook runs on the synthetic set at {root}.\n"

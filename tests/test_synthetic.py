@@ -25,12 +25,12 @@ def file_hashes(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def small_root(tmp_path_factory) -> Path:
-    return make_synthetic(tmp_path_factory.mktemp("synthetic"), n=30, size=64, seed=0)
+    return make_synthetic(tmp_path_factory.mktemp("synthetic"), n=36, size=64, seed=0)
 
 
 def test_every_listed_photo_has_an_image_and_a_trimap(small_root):
     names = [fields[0] for split in ("trainval", "test") for fields in listed_lines(small_root, split)]
-    assert len(names) == 30
+    assert len(names) == 36
     for name in names:
         assert (small_root / "images" / f"{name}.jpg").is_file()
         assert (small_root / "annotations" / "trimaps" / f"{name}.png").is_file()
@@ -42,10 +42,11 @@ def test_marker_file_says_the_data_is_synthetic_and_how_to_get_real_data(small_r
     assert "python -m labkit download" in text
 
 
-def test_split_files_start_with_the_list_txt_comment_header(small_root):
-    for split in ("trainval", "test", "list"):
-        first_line = (small_root / "annotations" / f"{split}.txt").read_text().splitlines()[0]
-        assert first_line == "#Image CLASS-ID SPECIES BREED ID"
+def test_only_list_txt_has_the_comment_header_as_in_the_real_release(small_root):
+    first_lines = {split: (small_root / "annotations" / f"{split}.txt").read_text().splitlines()[0]
+                   for split in ("trainval", "test", "list")}
+    assert first_lines["list"] == "#Image CLASS-ID SPECIES BREED ID"
+    assert not first_lines["trainval"].startswith("#") and not first_lines["test"].startswith("#")
 
 
 def test_list_txt_is_the_union_of_trainval_and_test(small_root):
@@ -57,7 +58,7 @@ def test_splits_are_disjoint_and_two_to_one(small_root):
     trainval = {fields[0] for fields in listed_lines(small_root, "trainval")}
     test = {fields[0] for fields in listed_lines(small_root, "test")}
     assert not trainval & test
-    assert (len(trainval), len(test)) == (20, 10)  # every third of 30 photos is a test photo
+    assert (len(trainval), len(test)) == (24, 12)  # every third photo of each of 6 breeds (6 photos each)
 
 
 def test_lines_follow_the_official_name_class_species_breed_format(small_root):
@@ -121,3 +122,11 @@ def test_different_seeds_draw_different_photos(tmp_path):
 def test_rejects_arguments_too_small_to_draw_a_dataset(tmp_path, arguments):
     with pytest.raises(ValueError, match="make_synthetic"):
         make_synthetic(tmp_path, **arguments)
+
+
+def test_every_breed_appears_in_train_valid_and_test(tmp_path):
+    from labkit.data import read_split
+
+    root = make_synthetic(tmp_path / "s", n=120, size=48, seed=0)
+    breeds = {split: {sample.breed for sample in read_split(root, split)} for split in ("train", "valid", "test")}
+    assert breeds["train"] == breeds["valid"] == breeds["test"] and len(breeds["test"]) == 6

@@ -7,7 +7,8 @@ def test_record_results_merges_sections(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     workbook.record_results("unet", {"dice": 0.5})
     path = workbook.record_results("resnet34_unet", {"dice": 0.6})
-    assert json.loads(path.read_text()) == {"unet": {"dice": 0.5}, "resnet34_unet": {"dice": 0.6}}
+    workbook.record_results("unet", {"iou": 0.4})
+    assert json.loads(path.read_text()) == {"unet": {"dice": 0.5, "iou": 0.4}, "resnet34_unet": {"dice": 0.6}}
 
 
 def test_run_record_warns_loudly_on_synthetic_data(synthetic_root):
