@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     workbook = commands.add_parser("workbook", help="execute notebooks 00-06 into reports/notebooks/")
     workbook.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto")
     workbook.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+    workbook.add_argument("--in-place", action="store_true", help="store outputs in notebooks/ (maintainers)")
 
     from labkit.bench import add_bench_parser
 
@@ -153,7 +154,7 @@ def run_predict(args) -> int:
 def run_workbook(args) -> None:
     from labkit.workbook import run_notebooks
 
-    run_notebooks(profile=args.profile, timeout=args.timeout)
+    run_notebooks(profile=args.profile, timeout=args.timeout, in_place=args.in_place)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,7 +148,7 @@ def write_history(history: list[dict], run_dir: Path) -> None:
 def config_differences(saved: dict, config: TrainConfig) -> list[str]:
     """Fields in which `config` differs from a checkpoint's saved configuration, ignoring those
     that do not change the result (device, compile, output folder)."""
-    current = json.loads(json.dumps(config.to_dict()))  # tuples become lists, as in the saved copy
+    current, saved = (json.loads(json.dumps(values)) for values in (config.to_dict(), saved))  # tuples -> lists
     return sorted(key for key in current if key not in RESUMABLE_DIFFERENCES and saved.get(key) != current[key])
 
 

@@ -129,14 +129,19 @@ def execute_notebook(source: Path, target: Path, timeout: int) -> None:
         nbformat.write(notebook, target)
 
 
-def run_notebooks(profile: str = "auto", timeout: int = 3600) -> list[Path]:
-    """Execute every numbered notebook with `LABKIT_PROFILE=profile`; returns the executed copies."""
+def run_notebooks(profile: str = "auto", timeout: int = 3600, in_place: bool = False) -> list[Path]:
+    """Execute every numbered notebook with `LABKIT_PROFILE=profile`; returns the executed copies.
+
+    Args:
+        in_place: overwrite the notebooks in notebooks/ with their outputs (how the committed
+            outputs are refreshed) instead of writing copies to reports/notebooks/.
+    """
     os.environ["LABKIT_PROFILE"] = profile
     root = data.resolve_root()
     if data.is_synthetic(root):
         print(f"No real dataset in {data.default_root()}: the workbook runs on the synthetic set at {root}.\n"
               "For the real photos run `python -m labkit download` (~800 MB), then `make lab` again.")
-    output = paths.reports_dir() / "notebooks"
+    output = paths.project_dir() / "notebooks" if in_place else paths.reports_dir() / "notebooks"
     executed = []
     for source in (bar := tqdm(notebook_paths(), desc="notebooks", unit="notebook")):
         bar.set_postfix_str(source.name)

@@ -131,3 +131,10 @@ def test_cpu_profile_learns_the_synthetic_set(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     result = train.fit(make_config("unet", "cpu"), progress=False)
     assert result.best["valid_dice"] > 0.9
+
+
+def test_a_checkpoint_config_with_tuples_matches_its_own_config(synthetic_root, tmp_path):
+    config = make_config("resnet34_unet", "smoke", data_root=str(synthetic_root), output_dir=str(tmp_path),
+                         image_size=32, epochs=1, train_limit=8)
+    saved = load_checkpoint(train.fit(config, progress=False).best_checkpoint)["config"]
+    assert train.config_differences(saved, config) == []

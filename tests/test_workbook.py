@@ -42,3 +42,36 @@ def test_trained_checkpoint_retrains_when_asked(synthetic_root, tmp_path, monkey
     monkeypatch.setattr(train, "fit", recording_fit)
     workbook.trained_checkpoint("unet", run, retrain=True)
     assert len(calls) == 1
+
+
+def write_notebook(path, *sources):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, path)
+
+
+def test_workbook_executes_notebooks_in_order_into_reports(synthetic_root, tmp_path, monkeypatch):
+    import nbformat
+
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.setenv("LABKIT_DATA", str(synthetic_root))
+    write_notebook(tmp_path / "notebooks" / "00_first.ipynb", "import os; print(os.environ['LABKIT_PROFILE'])")
+    write_notebook(tmp_path / "notebooks" / "01_second.ipynb", "print(6 * 7)")
+    executed = workbook.run_notebooks(profile="smoke", timeout=120)
+    assert [path.name for path in executed] == ["00_first.ipynb", "01_second.ipynb"]
+    outputs = [nbformat.read(path, as_version=4).cells[0].outputs[0]["text"] for path in executed]
+    assert outputs == ["smoke\n", "42\n"]
+
+
+def test_a_failing_notebook_names_itself_and_keeps_its_executed_copy(synthetic_root, tmp_path, monkeypatch):
+    import pytest
+
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.setenv("LABKIT_DATA", str(synthetic_root))
+    write_notebook(tmp_path / "notebooks" / "00_broken.ipynb", "raise ValueError('boom')")
+    with pytest.raises(RuntimeError, match="00_broken.ipynb failed"):
+        workbook.run_notebooks(profile="smoke", timeout=120)
+    assert (tmp_path / "reports" / "notebooks" / "00_broken.ipynb").is_file()
