@@ -146,8 +146,11 @@ def output_stems(sources: list[Path]) -> list[str]:
 
 
 def one_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    """Why a photo could not be read, in one line. The loader's own advice is about the dataset's
+    split files, which does not apply to a user's photo, so the underlying cause is reported."""
+    cause = error.__cause__ or error
+    text = str(cause).strip()
+    return "not a readable image: " + (text.splitlines()[0] if text else type(cause).__name__)
 
 
 def write_outputs(image: Image.Image, mask: np.ndarray, output_dir: Path, stem: str) -> dict:

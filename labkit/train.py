@@ -27,8 +27,9 @@ from labkit.losses import SegmentationLoss
 from labkit.models import build_model
 from labkit.pretrained import load_pretrained_encoder
 
-# Fields that may differ between a run and its resumption without changing the result.
-RESUMABLE_DIFFERENCES = {"device", "compile", "output_dir"}
+# Fields that may differ between a run and its resumption without changing the result. The data
+# root is compared after resolving it (None and the path it resolves to are the same data).
+RESUMABLE_DIFFERENCES = {"device", "compile", "output_dir", "data_root"}
 
 
 @dataclass
@@ -147,7 +148,8 @@ def write_history(history: list[dict], run_dir: Path) -> None:
 
 def config_differences(saved: dict, config: TrainConfig) -> list[str]:
     """Fields in which `config` differs from a checkpoint's saved configuration, ignoring those
-    that do not change the result (device, compile, output folder)."""
+    that do not change the result (device, compile, output folder) and the data root, which
+    callers compare resolved (the checkpoint's `data["root"]`)."""
     current, saved = (json.loads(json.dumps(values)) for values in (config.to_dict(), saved))  # tuples -> lists
     return sorted(key for key in current if key not in RESUMABLE_DIFFERENCES and saved.get(key) != current[key])
 
@@ -185,6 +187,8 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
     if resume:
         last = load_checkpoint(run_dir / "last.pt", map_location=device)
         differences = config_differences(last["config"], config)
+        if last["data"]["root"] != training_data.info["root"]:
+            differences.append("data_root")
         if differences:
             raise ValueError(f"cannot resume from {run_dir / 'last.pt'}: the configuration differs in {differences}; "
                              "resume with the saved configuration or start a new run (another run_name)")

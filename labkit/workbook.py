@@ -100,7 +100,7 @@ def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False,
     best = run_dir_for(config) / "best.pt"
     if best.is_file() and not retrain:
         saved = load_checkpoint(best)
-        if not config_differences(saved["config"], config):
+        if not config_differences(saved["config"], config) and saved["data"]["root"] == str(run.root):
             print(f"Using {best} (epoch {saved['epoch']}, valid Dice {saved['metrics']['valid_dice']:.4f}).")
             return best
         print(f"{best} was trained differently; training {model} again.")

@@ -138,3 +138,12 @@ def test_a_checkpoint_config_with_tuples_matches_its_own_config(synthetic_root, 
                          image_size=32, epochs=1, train_limit=8)
     saved = load_checkpoint(train.fit(config, progress=False).best_checkpoint)["config"]
     assert train.config_differences(saved, config) == []
+
+
+def test_resume_on_other_data_is_refused(config, tmp_path):
+    from labkit.data import make_synthetic
+
+    train.fit(config, progress=False)
+    config.data_root = str(make_synthetic(tmp_path / "other", n=24, size=48, seed=1))
+    with pytest.raises(ValueError, match=r"differs in \['data_root'\]"):
+        train.fit(config, resume=True, progress=False)
