@@ -104,6 +104,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     return model
 
 
+def as_model(model_or_checkpoint: nn.Module | str | Path, device: str | torch.device = "auto") -> nn.Module:
+    """A model passed in stays as it is (on its own device); a checkpoint path is loaded onto
+    `device` ("auto": CUDA when available)."""
+    from labkit.device import resolve_device
+
+    if isinstance(model_or_checkpoint, nn.Module):
+        return model_or_checkpoint
+    return load_model(model_or_checkpoint, resolve_device(str(device)))
+
+
+def training_config(model: nn.Module) -> dict:
+    """The training configuration of a model loaded from a checkpoint; {} for any other model."""
+    return getattr(model, "checkpoint_info", {}).get("config", {})
+
+
 def summary(checkpoint: dict, path: str | Path | None = None) -> dict:
     """The checkpoint without its tensors: what it is, how it was trained, how well it did."""
     heavy = {"state_dict", "optimizer", "scheduler", "scaler", "rng"}

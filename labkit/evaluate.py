@@ -15,8 +15,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from labkit import data
-from labkit.checkpoint import load_model
-from labkit.device import autocast, resolve_device, resolve_precision
+from labkit.checkpoint import as_model, training_config
+from labkit.device import autocast, resolve_precision
 from labkit.metrics import SegmentationMeter, dice_per_image
 
 
@@ -106,11 +106,8 @@ def evaluate(model_or_checkpoint: nn.Module | str | Path, split: str = "test", r
         image_size, border: default to the checkpoint's training configuration (else 256, "pet").
         tta: average with the horizontally flipped prediction.
     """
-    if isinstance(model_or_checkpoint, nn.Module):
-        model = model_or_checkpoint
-    else:
-        model = load_model(model_or_checkpoint, resolve_device(device))
-    trained = getattr(model, "checkpoint_info", {}).get("config", {})
+    model = as_model(model_or_checkpoint, device)
+    trained = training_config(model)
     image_size = image_size or trained.get("image_size", data.DEFAULT_SIZE)
     border = border or trained.get("border", "pet")
     root = data.resolve_root(root if root is not None else trained.get("data_root"))

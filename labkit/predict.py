@@ -17,8 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from labkit import data
-from labkit.checkpoint import load_model
-from labkit.device import resolve_device
+from labkit.checkpoint import as_model, training_config
 from labkit.evaluate import predict_logits
 
 # DecompressionBombError (a photo of hundreds of megapixels) is not an OSError.
@@ -178,12 +177,8 @@ def predict_files(model_or_checkpoint: nn.Module | str | Path, inputs: list[str 
     """
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold is a probability between 0 and 1, got {threshold}")
-    if isinstance(model_or_checkpoint, nn.Module):
-        model = model_or_checkpoint
-    else:
-        model = load_model(model_or_checkpoint, resolve_device(device))
-    trained = getattr(model, "checkpoint_info", {}).get("config", {})
-    image_size = image_size or trained.get("image_size", data.DEFAULT_SIZE)
+    model = as_model(model_or_checkpoint, device)
+    image_size = image_size or training_config(model).get("image_size", data.DEFAULT_SIZE)
     sources = find_images(inputs)
     if not sources:
         names = ", ".join(map(str, as_paths(inputs)))

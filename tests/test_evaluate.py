@@ -1,21 +1,11 @@
 import pytest
 import torch
-from torch import nn
 
 from labkit import data
 from labkit.evaluate import evaluate, score_tensors
 from labkit.metrics import dice_from_counts
 
-
-class ConstantLogit(nn.Module):
-    """Predicts every pixel as pet (positive logit) or background (negative logit)."""
-
-    def __init__(self, logit: float):
-        super().__init__()
-        self.logit = nn.Parameter(torch.tensor(logit))
-
-    def forward(self, images):
-        return self.logit.expand(images.shape[0], 1, *images.shape[2:])
+from fakes import ConstantLogit
 
 
 def all_pet_dice(mask: torch.Tensor) -> float:

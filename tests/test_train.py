@@ -17,6 +17,21 @@ def config(synthetic_root, tmp_path):
                        image_size=32, epochs=2, train_limit=16, batch_size=8)
 
 
+def interrupt_second_epoch(monkeypatch):
+    """Make the second epoch raise KeyboardInterrupt, as Ctrl-C would; returns the real epoch."""
+    real_epoch = train.train_one_epoch
+    calls = []
+
+    def interrupted_on_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupted_on_second_epoch)
+    return real_epoch
+
+
 def test_fit_writes_best_and_last_checkpoints_and_history(config):
     result = train.fit(config, progress=False)
     assert result.best_checkpoint.is_file() and result.last_checkpoint.is_file()
@@ -38,16 +53,7 @@ def test_checkpoint_records_config_and_data(config):
 
 
 def test_interrupt_saves_weights_and_returns_partial_history(config, monkeypatch):
-    real_epoch = train.train_one_epoch
-    calls = []
-
-    def interrupted_on_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train, "train_one_epoch", interrupted_on_second_epoch)
+    interrupt_second_epoch(monkeypatch)
     result = train.fit(config, progress=False)
     assert result.interrupted and len(result.history) == 1
     assert (result.run_dir / "interrupted.pt").is_file()
@@ -59,16 +65,7 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(config, tmp_path, m
     expected = load_checkpoint(straight.last_checkpoint)["state_dict"]
 
     config.output_dir = str(tmp_path / "interrupted")
-    real_epoch = train.train_one_epoch
-    calls = []
-
-    def interrupted_on_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train, "train_one_epoch", interrupted_on_second_epoch)
+    real_epoch = interrupt_second_epoch(monkeypatch)
     train.fit(config, progress=False)
     monkeypatch.setattr(train, "train_one_epoch", real_epoch)
     resumed = train.fit(config, resume=True, progress=False)
