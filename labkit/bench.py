@@ -124,11 +124,12 @@ def machine() -> dict:
     return {"device": device, "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
 
 
-def save_report(kind: str, report: dict) -> None:
+def save_report(name: str, report: dict) -> None:
+    """reports/bench/<name>_<cpu|cuda>.json; the name carries the settings, so runs don't overwrite each other."""
     folder = paths.reports_dir() / "bench"
     folder.mkdir(parents=True, exist_ok=True)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    path = folder / f"{kind}_{device_type}.json"
+    path = folder / f"{name}_on_{device_type}.json"
     path.write_text(json.dumps(report, indent=2))
     print(f"written: {path}")
 
@@ -149,7 +150,7 @@ def run_speed(args) -> None:
                 print(f"{model_name:14} {row['precision']:8} {'compiled' if compiled else 'eager':8} "
                       f"train {row['train_model_only']:8.1f} img/s model-only, {row['train_end_to_end']:8.1f} end-to-end "
                       f"({row['end_to_end_share']:.0%}); inference {row['inference']:8.1f} img/s")
-    save_report("speed", {"machine": machine(), "image_size": args.image_size, "batch_size": args.batch_size,
+    save_report(f"speed_{profile}_{args.image_size}px", {"machine": machine(), "image_size": args.image_size, "batch_size": args.batch_size,
                           "profile": profile, "rows": rows})
 
 
@@ -176,7 +177,8 @@ def run_quality(args) -> None:
                 row[f"{split}_dice_original{suffix}"] = scores.metrics["original"]["dice"]
         rows.append(row)
         print(json.dumps(row, indent=1))
-    save_report("quality", {"machine": machine(), "data_root": args.data_root, "rows": rows})
+    profile = rows[0]["profile"] if rows else args.profile
+    save_report(f"quality_{profile}", {"machine": machine(), "data_root": args.data_root, "rows": rows})
 
 
 def run_bench(args) -> None:
