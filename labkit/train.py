@@ -154,6 +154,56 @@ def config_differences(saved: dict, config: TrainConfig) -> list[str]:
     return sorted(key for key in current if key not in RESUMABLE_DIFFERENCES and saved.get(key) != current[key])
 
 
+@dataclass
+class Optimization:
+    """Everything that changes weights, and must be saved for an exact resume."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator  # shuffling and augmentation
+
+    def state(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}}
+
+    def load_state(self, checkpoint: dict) -> None:
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.generator.set_state(checkpoint["rng"]["generator"].cpu())
+        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
+
+
+def build_optimization(model: nn.Module, config: TrainConfig, train_count: int, device, dtype) -> Optimization:
+    """AdamW (fused on CUDA) with a one-cycle schedule: warm-up, then cosine annealing."""
+    total_steps = config.epochs * steps_per_epoch(config, train_count)
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup_fraction
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # only fp16 needs loss scaling
+    return Optimization(optimizer, scheduler, scaler, torch.Generator().manual_seed(config.seed))
+
+
+def resume_from_last(run_dir: Path, config: TrainConfig, training_data: TrainingData, model: nn.Module,
+                     optimization: Optimization, result: TrainResult, device) -> int:
+    """Load `last.pt` into the model and optimisation state; returns the epoch to continue from."""
+    last = load_checkpoint(run_dir / "last.pt", map_location=device)
+    differences = config_differences(last["config"], config)
+    if last["data"]["root"] != training_data.info["root"]:
+        differences.append("data_root")
+    if differences:
+        raise ValueError(f"cannot resume from {run_dir / 'last.pt'}: the configuration differs in {differences}; "
+                         "resume with the saved configuration or start a new run (another run_name)")
+    model.load_state_dict(last["state_dict"])
+    optimization.load_state(last)
+    result.history, result.best = last["history"], last["best"]
+    return last["epoch"]
+
+
 def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
         on_epoch_end: Callable[[list[dict]], None] | None = None) -> TrainResult:
     """Train `config.model` on the train split, validating on the valid split every epoch.
@@ -167,78 +217,59 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
     device = resolve_device(config.device)
     dtype = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    run_dir = run_dir_for(config)
     training_data = load_training_data(config, device, progress)
     model = build_training_model(config, device)
     step_model = torch.compile(model) if config.compile else model
-
-    total_steps = config.epochs * steps_per_epoch(config, len(training_data.train_images))
-    fused = {"fused": True} if device.type == "cuda" else {}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup_fraction
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    optimization = build_optimization(model, config, len(training_data.train_images), device, dtype)
     loss_fn = SegmentationLoss(bce_weight=config.bce_weight, dice_weight=config.dice_weight)
-    result = TrainResult(run_dir=run_dir)
+    result = TrainResult(run_dir=run_dir_for(config))
     start_epoch = 0
-
     if resume:
-        last = load_checkpoint(run_dir / "last.pt", map_location=device)
-        differences = config_differences(last["config"], config)
-        if last["data"]["root"] != training_data.info["root"]:
-            differences.append("data_root")
-        if differences:
-            raise ValueError(f"cannot resume from {run_dir / 'last.pt'}: the configuration differs in {differences}; "
-                             "resume with the saved configuration or start a new run (another run_name)")
-        model.load_state_dict(last["state_dict"])
-        optimizer.load_state_dict(last["optimizer"])
-        scheduler.load_state_dict(last["scheduler"])
-        scaler.load_state_dict(last["scaler"])
-        generator.set_state(last["rng"]["generator"].cpu())
-        torch.set_rng_state(last["rng"]["torch"].cpu())
-        result.history, result.best, start_epoch = last["history"], last["best"], last["epoch"]
+        start_epoch = resume_from_last(result.run_dir, config, training_data, model, optimization, result, device)
 
-    def checkpoint(**extra) -> dict:
-        return make_checkpoint(config.model, config.model_kwargs, model, config=config.to_dict(),
-                               data=training_data.info, history=result.history, best=result.best, **extra)
+    def save(name: str, **extra) -> None:
+        checkpoint = make_checkpoint(config.model, config.model_kwargs, model, config=config.to_dict(),
+                                     data=training_data.info, history=result.history, best=result.best,
+                                     epoch=len(result.history), metrics=result.best, **extra)
+        save_checkpoint(checkpoint, result.run_dir / name)
 
-    epochs = tqdm(range(start_epoch, config.epochs), desc=f"{config.model}", unit="epoch",
-                  initial=start_epoch, total=config.epochs, disable=not progress)
+    epochs = tqdm(range(start_epoch, config.epochs), desc=config.model, unit="epoch", initial=start_epoch,
+                  total=config.epochs, disable=not progress)
     try:
         for epoch in epochs:
-            batches = shuffled_batches(len(training_data.train_images), config.batch_size, generator)
-            started = time.perf_counter()
-            with tqdm(total=len(batches), desc=f"epoch {epoch + 1}", leave=False, disable=not progress) as bar:
-                train_loss = train_one_epoch(step_model, batches, training_data, loss_fn, optimizer, scheduler,
-                                             scaler, generator, config, device, dtype, bar)
-            seconds = time.perf_counter() - started
-            valid = score_tensors(step_model, training_data.valid_images, training_data.valid_masks,
-                                  batch_size=config.batch_size * 2, precision=config.precision)
-            row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": train_loss,
-                   "valid_dice": valid["dice"], "valid_iou": valid["iou"], "epoch_seconds": seconds,
-                   "train_images_per_second": sum(len(b) for b in batches) / seconds}
+            row = run_epoch(epoch, step_model, training_data, loss_fn, optimization, config, device, dtype, progress)
             result.history.append(row)
             if not result.best or row["valid_dice"] > result.best["valid_dice"]:
-                result.best = {"epoch": epoch + 1, "valid_dice": valid["dice"], "valid_iou": valid["iou"],
-                               "valid_dice_dataset": valid["dice_dataset"]}
-                save_checkpoint(checkpoint(epoch=epoch + 1, metrics=result.best), run_dir / "best.pt")
-            rng = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
-            save_checkpoint(checkpoint(epoch=epoch + 1, metrics=result.best, optimizer=optimizer.state_dict(),
-                                       scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=rng),
-                            run_dir / "last.pt")
-            write_history(result.history, run_dir)
-            epochs.set_postfix(loss=f"{train_loss:.4f}", valid_dice=f"{valid['dice']:.4f}")
+                result.best = {key: row[key] for key in ("epoch", "valid_dice", "valid_iou", "valid_dice_dataset")}
+                save("best.pt")
+            save("last.pt", **optimization.state())
+            write_history(result.history, result.run_dir)
+            epochs.set_postfix(loss=f"{row['train_loss']:.4f}", valid_dice=f"{row['valid_dice']:.4f}")
             if on_epoch_end is not None:
                 on_epoch_end(result.history)
     except KeyboardInterrupt:
         result.interrupted = True
-        save_checkpoint(checkpoint(epoch=len(result.history), metrics=result.best, interrupted=True),
-                        run_dir / "interrupted.pt")
-        write_history(result.history, run_dir)
-        tqdm.write(f"Interrupted: weights saved to {run_dir / 'interrupted.pt'}; "
-                   f"resume from the last finished epoch ({len(result.history)}) with resume=True / --resume.")
+        save("interrupted.pt", interrupted=True)
+        write_history(result.history, result.run_dir)
+        tqdm.write(f"Interrupted: weights saved to {result.run_dir / 'interrupted.pt'}; resume from the last "
+                   f"finished epoch ({len(result.history)}) with resume=True / --resume.")
     finally:
         epochs.close()
     return result
+
+
+def run_epoch(epoch: int, model: nn.Module, training_data: TrainingData, loss_fn: nn.Module,
+              optimization: Optimization, config: TrainConfig, device, dtype, progress: bool) -> dict:
+    """Train one epoch, then validate; returns the epoch's row of the history."""
+    batches = shuffled_batches(len(training_data.train_images), config.batch_size, optimization.generator)
+    started = time.perf_counter()
+    with tqdm(total=len(batches), desc=f"epoch {epoch + 1}", leave=False, disable=not progress) as bar:
+        train_loss = train_one_epoch(model, batches, training_data, loss_fn, optimization.optimizer,
+                                     optimization.scheduler, optimization.scaler, optimization.generator,
+                                     config, device, dtype, bar)
+    seconds = time.perf_counter() - started
+    valid = score_tensors(model, training_data.valid_images, training_data.valid_masks,
+                          batch_size=config.batch_size * 2, precision=config.precision)
+    return {"epoch": epoch + 1, "lr": optimization.scheduler.get_last_lr()[0], "train_loss": train_loss,
+            "valid_dice": valid["dice"], "valid_iou": valid["iou"], "valid_dice_dataset": valid["dice_dataset"],
+            "epoch_seconds": seconds, "train_images_per_second": sum(len(b) for b in batches) / seconds}
