@@ -41,7 +41,21 @@ def test_missing_checkpoint_names_the_path(tmp_path):
 def test_truncated_checkpoint_is_reported_as_such(tmp_path):
     _, path = saved(tmp_path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(path)
+
+
+def test_a_file_that_is_not_a_pytorch_file_says_so(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("these are my notes, not weights")
+    with pytest.raises(CheckpointError, match="not a PyTorch file"):
+        load_checkpoint(path)
+
+
+def test_a_pickle_with_arbitrary_objects_is_refused_by_safe_loading(tmp_path):
+    path = tmp_path / "objects.pt"
+    torch.save({"function": print}, path)
+    with pytest.raises(CheckpointError, match="safe loading"):
         load_checkpoint(path)
 
 
