@@ -67,3 +67,18 @@ def test_unknown_profile_exits_with_one_line(tmp_path):
 def test_unknown_model_is_refused_by_the_parser():
     finished = run_cli("train", "--model", "vgg")
     assert finished.returncode == 2 and "invalid choice: 'vgg'" in finished.stderr
+
+
+def test_pipeline_runs_on_the_real_photo_sample(shared_sample, tmp_path, capsys):
+    """train -> evaluate -> predict on real photos, including the palette GIF named .jpg that no
+    split lists (Abyssinian_34) and the RGBA PNG named .jpg in the test split (Abyssinian_5)."""
+    assert main(["train", "--model", "resnet34_unet", "--profile", "smoke", "--data-path", str(shared_sample),
+                 "--output", str(tmp_path), "--epochs", "1", "--image-size", "32"]) == 0
+    checkpoint = tmp_path / "resnet34_unet-smoke" / "best.pt"
+    output = tmp_path / "scores.json"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--output", str(output)]) == 0
+    scores = json.loads(output.read_text())
+    assert scores["info"]["images"] == 101 and "Abyssinian_5" in {row["name"] for row in scores["per_image"]}
+    photos = [shared_sample / "images" / name for name in ("Abyssinian_34.jpg", "Abyssinian_82.jpg")]
+    assert main(["predict", *map(str, photos), "--checkpoint", str(checkpoint), "--output", str(tmp_path / "p")]) == 0
+    assert len(list((tmp_path / "p").glob("*_cutout.png"))) == 2
