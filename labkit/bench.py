@@ -62,7 +62,7 @@ def images_per_second(step, images_per_step: int, steps: int, device: torch.devi
 
 def speed_of(model_name: str, model_kwargs: dict, device, dtype, compiled: bool, args) -> dict:
     """Model-only and end-to-end train img/s, and inference img/s, for one setting."""
-    from labkit.train import TrainingData, shuffled_batches, train_one_epoch
+    from labkit.train import TrainingData, shuffled_batches, train_one_epoch, training_step
 
     torch.manual_seed(0)
     model = build_model(model_name, **model_kwargs).to(device)
@@ -79,12 +79,7 @@ def speed_of(model_name: str, model_kwargs: dict, device, dtype, compiled: bool,
     targets = (torch.rand(batch, size, size, device=device) > 0.5).to(torch.uint8)
 
     def model_only_step():
-        with autocast(device, dtype):
-            loss = loss_fn(step_model(inputs), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        training_step(step_model, inputs, targets, loss_fn, optimizer, scaler, device, dtype)
 
     photos = batch * (args.steps + 3)
     fake_data = TrainingData(torch.randint(0, 256, (photos, 3, size, size), dtype=torch.uint8, device=device),

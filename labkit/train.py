@@ -27,6 +27,8 @@ from labkit.losses import SegmentationLoss
 from labkit.models import build_model
 from labkit.pretrained import load_pretrained_encoder
 
+LOSS_DISPLAY_STEPS = 10  # refresh the progress bar's loss every this many steps
+
 # Fields that may differ between a run and its resumption without changing the result. The data
 # root is compared after resolving it (None and the path it resolves to are the same data).
 RESUMABLE_DIFFERENCES = {"device", "compile", "output_dir", "data_root"}
@@ -112,8 +114,8 @@ def train_one_epoch(model, batches, training_data, loss_fn, optimizer, scheduler
     """One pass over the training batches; returns the mean loss."""
     model.train()
     augment = AugmentConfig(strength=config.augment_strength)
-    total, seen = 0.0, 0
-    for indices in batches:
+    total, seen = torch.zeros((), device=device), 0
+    for step, indices in enumerate(batches, start=1):
         indices = indices.to(device)
         images = training_data.train_images[indices].float().div_(255)  # (B, 3, H, W) in [0, 1]
         masks = training_data.train_masks[indices]  # (B, H, W)
@@ -121,18 +123,26 @@ def train_one_epoch(model, batches, training_data, loss_fn, optimizer, scheduler
         images = data.normalize(images)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(device, dtype):
-            loss = loss_fn(model(images), masks)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        loss = training_step(model, images, masks, loss_fn, optimizer, scaler, device, dtype)
         scheduler.step()
-        total += loss.item() * len(indices)
+        total += loss * len(indices)  # stays on the device: reading it every step would stall a GPU
         seen += len(indices)
         bar.update(1)
-        bar.set_postfix(loss=f"{total / seen:.4f}")
-    return total / seen
+        if not bar.disable and (step % LOSS_DISPLAY_STEPS == 0 or step == len(batches)):
+            bar.set_postfix(loss=f"{total.item() / seen:.4f}")
+    return total.item() / seen
+
+
+def training_step(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_fn: nn.Module,
+                  optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, device, dtype) -> torch.Tensor:
+    """Forward, backward and one optimiser step; returns the loss, detached, on the device."""
+    with autocast(device, dtype):
+        loss = loss_fn(model(images), masks)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
 
 
 def write_history(history: list[dict], run_dir: Path) -> None:
