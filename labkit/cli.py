@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from labkit import paths
+from labkit.bench import add_bench_parser, run_bench
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -81,8 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     workbook.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto")
     workbook.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
     workbook.add_argument("--in-place", action="store_true", help="store outputs in notebooks/ (maintainers)")
-
-    from labkit.bench import add_bench_parser
 
     add_bench_parser(commands)
     return parser
@@ -160,11 +159,7 @@ def run_workbook(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"download": run_download, "synthetic": run_synthetic, "train": run_train,
-                "evaluate": run_evaluate, "predict": run_predict, "workbook": run_workbook}
-    if args.command == "bench":
-        from labkit.bench import run_bench
-
-        handlers["bench"] = run_bench
+                "evaluate": run_evaluate, "predict": run_predict, "workbook": run_workbook, "bench": run_bench}
     try:
         return handlers[args.command](args) or 0
     except KeyboardInterrupt:

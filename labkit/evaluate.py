@@ -6,6 +6,7 @@ resized bilinearly to the photo's size and compared with the untouched trimap, s
 not depend on how small the network's input was.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,18 @@ class EvaluationResult:
     metrics: dict[str, dict[str, float]]  # {"resized": {...}, "original": {...}}
     per_image: list[dict] = field(default_factory=list)  # name, breed, species, size, Dice, IoU
     info: dict = field(default_factory=dict)  # split, root, image size, tta, model
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module):
+    """Put the model in eval mode (batch norm uses its running statistics) for the block, then
+    restore whatever mode it was in, also when the block raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -54,12 +67,10 @@ def batches(count: int, batch_size: int):
 def score_tensors(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 32,
                   precision: str = "auto", tta: bool = False) -> dict[str, float]:
     """Metrics for photos and masks already in memory at one size (the per-epoch validation)."""
-    was_training = model.training
-    model.eval()
     meter = SegmentationMeter()
-    for batch in batches(len(images), batch_size):
-        meter.update(predict_logits(model, images[batch], precision, tta), masks[batch].to(model_device(model)))
-    model.train(was_training)
+    with evaluation_mode(model):
+        for batch in batches(len(images), batch_size):
+            meter.update(predict_logits(model, images[batch], precision, tta), masks[batch].to(model_device(model)))
     return meter.compute()
 
 
@@ -79,15 +90,13 @@ def threshold_sweep(model: nn.Module, images: torch.Tensor, masks: torch.Tensor,
         raise ValueError(f"thresholds must be a non-empty list of probabilities in (0, 1), got {thresholds}")
     if len(images) == 0 or len(images) != len(masks):
         raise ValueError(f"need the same, non-zero number of images and masks, got {len(images)} and {len(masks)}")
-    was_training = model.training
-    model.eval()
     totals = [0.0] * len(thresholds)
-    for batch in batches(len(images), batch_size):
-        logits = predict_logits(model, images[batch], precision, tta)
-        target = masks[batch].to(logits.device)
-        for index, threshold in enumerate(thresholds):
-            totals[index] += dice_per_image(logits, target, threshold).sum().item()
-    model.train(was_training)
+    with evaluation_mode(model):
+        for batch in batches(len(images), batch_size):
+            logits = predict_logits(model, images[batch], precision, tta)
+            target = masks[batch].to(logits.device)
+            for index, threshold in enumerate(thresholds):
+                totals[index] += dice_per_image(logits, target, threshold).sum().item()
     return [total / len(images) for total in totals]
 
 
@@ -114,17 +123,15 @@ def evaluate(model_or_checkpoint: nn.Module | str | Path, split: str = "test", r
     arrays = data.load_split(root, split, size=image_size, progress=progress)
     images, masks = data.to_tensors(arrays, border=border)
 
-    was_training = model.training
-    model.eval()
     resized, original = SegmentationMeter(), SegmentationMeter()
-    for batch in tqdm(list(batches(len(arrays), batch_size)), desc=f"evaluate {split}", disable=not progress):
-        logits = predict_logits(model, images[batch], precision, tta)
-        resized.update(logits, masks[batch].to(logits.device))
-        indices = range(batch.start, batch.stop)
-        upsampled = [F.interpolate(logits[i - batch.start][None], size=arrays.original_sizes[i], mode="bilinear",
-                                   align_corners=False)[0, 0].cpu() for i in indices]
-        original.update(upsampled, original_masks(arrays, indices, border))
-    model.train(was_training)
+    with evaluation_mode(model):
+        for batch in tqdm(list(batches(len(arrays), batch_size)), desc=f"evaluate {split}", disable=not progress):
+            logits = predict_logits(model, images[batch], precision, tta)
+            resized.update(logits, masks[batch].to(logits.device))
+            indices = range(batch.start, batch.stop)
+            upsampled = [F.interpolate(logits[i - batch.start][None], size=arrays.original_sizes[i],
+                                       mode="bilinear", align_corners=False)[0, 0].cpu() for i in indices]
+            original.update(upsampled, original_masks(arrays, indices, border))
 
     per_image = []
     for sample, size, at_size, at_original in zip(arrays.samples, arrays.original_sizes,

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from labkit import data
 from labkit.checkpoint import as_model, training_config
-from labkit.evaluate import predict_logits
+from labkit.evaluate import evaluation_mode, predict_logits
 
 # DecompressionBombError (a photo of hundreds of megapixels) is not an OSError.
 UNREADABLE = (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError)
@@ -81,12 +81,8 @@ def predict_probability(model: nn.Module, image: Image.Image, image_size: int, t
     rgb = data.to_rgb(image)
     pixels = np.array(data.resize_photo(rgb, image_size))  # (S, S, 3) uint8, writable
     batch = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # (1, 3, S, S)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluation_mode(model):
         logits = predict_logits(model, batch, tta=tta)  # (1, 1, S, S)
-    finally:
-        model.train(was_training)
     # Resize logits, not probabilities or masks, as evaluate does at original resolution.
     logits = F.interpolate(logits, size=(rgb.height, rgb.width), mode="bilinear", align_corners=False)
     return torch.sigmoid(logits)[0, 0].cpu().numpy().astype(np.float32)

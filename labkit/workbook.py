@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from tqdm.auto import tqdm
@@ -34,19 +35,13 @@ class NotebookRun:
 
     def _repr_markdown_(self) -> str:
         lines = [f"**Run record** — data: `{self.root}` ({'synthetic' if self.synthetic else 'real photos'}), "
-                 f"profile: `{self.profile}`, device: `{self.device}`, torch {torch_version()}, "
+                 f"profile: `{self.profile}`, device: `{self.device}`, torch {torch.__version__}, "
                  f"Python {platform.python_version()}."]
         if self.synthetic:
             lines.insert(0, "> ⚠️ **Running on the built-in synthetic dataset**, not real photos: numbers and "
                             "figures below only show that the pipeline works. Get the real dataset with "
                             "`python -m labkit download` (~800 MB) and run again.\n")
         return "\n".join(lines)
-
-
-def torch_version() -> str:
-    import torch
-
-    return torch.__version__
 
 
 def setup_notebook(profile: str = "auto", data_root: str | Path | None = None) -> NotebookRun:

@@ -48,3 +48,14 @@ def test_flip_averaging_leaves_a_mirror_symmetric_model_unchanged(synthetic_root
     plain = evaluate(ConstantLogit(3.0), split="valid", root=synthetic_root, image_size=32, progress=False)
     flipped = evaluate(ConstantLogit(3.0), split="valid", root=synthetic_root, image_size=32, tta=True, progress=False)
     assert plain.metrics == flipped.metrics and flipped.info["tta"] is True
+
+
+def test_evaluation_mode_is_restored_even_when_the_pass_fails():
+    from labkit.evaluate import evaluation_mode
+
+    model = ConstantLogit(1.0).train()
+    with pytest.raises(RuntimeError):
+        with evaluation_mode(model):
+            assert not model.training
+            raise RuntimeError("out of memory")
+    assert model.training
