@@ -3,12 +3,14 @@
 speed:   images per second for training steps and inference, model-only (random tensors already
          on the device) and end to end (uint8 photos on the device -> augmentation -> normalise ->
          forward, backward, optimiser: the exact `train_one_epoch` the trainer runs).
-quality: train both models with a profile, then score valid and test (mean per-image Dice at the
-         training size and at original resolution, with and without flip TTA) and the wall time.
+quality: train both models with a profile (plus any `--set` overrides, once per `--seeds` seed),
+         then score valid and test (mean per-image Dice at the training size and at original
+         resolution, with and without flip TTA) and the wall time. Choose settings on valid.
 """
 
 import json
 import platform
+import statistics
 import time
 from datetime import datetime, timezone
 
@@ -41,6 +43,10 @@ def add_bench_parser(commands) -> None:
     quality.add_argument("--profile", default="auto")
     quality.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     quality.add_argument("--epochs", type=int)
+    quality.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
+                         help="override a TrainConfig field, e.g. --set augment_strength=0.5 "
+                              "--set model_kwargs='{\"base_width\": 32}' (values are read as JSON, else as text)")
+    quality.add_argument("--seeds", nargs="+", type=int, default=[0], help="train once per seed; rows and a mean per model")
     quality.add_argument("--device", default="auto")
 
 
@@ -149,31 +155,79 @@ def run_speed(args) -> None:
                           "profile": profile, "rows": rows})
 
 
-def run_quality(args) -> None:
+def parse_settings(settings: list[str]) -> dict:
+    """`["lr=0.001", "border=ignore"]` -> `{"lr": 0.001, "border": "ignore"}`: JSON values, else text."""
+    overrides = {}
+    for setting in settings:
+        field, equals, value = setting.partition("=")
+        if not equals or not field:
+            raise ValueError(f"--set takes FIELD=VALUE, got {setting!r}")
+        try:
+            overrides[field] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[field] = value
+    return overrides
+
+
+def quality_of(config, data_root, device) -> dict:
+    """Train one configuration, then score its best checkpoint on valid and test."""
     from labkit.evaluate import evaluate
     from labkit.train import fit
 
+    started = time.perf_counter()
+    result = fit(config)
+    row = {"model": config.model, "seed": config.seed, "profile": config.profile, "epochs": config.epochs,
+           "train_seconds": time.perf_counter() - started, "best_epoch": result.best["epoch"]}
+    for split in ("valid", "test"):
+        for tta in (False, True):
+            scores = evaluate(result.best_checkpoint, split=split, root=data_root, tta=tta, device=device)
+            suffix = "_tta" if tta else ""
+            row[f"{split}_dice{suffix}"] = scores.metrics["resized"]["dice"]
+            row[f"{split}_dice_original{suffix}"] = scores.metrics["original"]["dice"]
+    return row
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean and standard deviation over seeds of every score, per model: settings are chosen on
+    the valid means, and the spread says how much of a difference is only the seed."""
+    summary = {}
+    for model in dict.fromkeys(row["model"] for row in rows):
+        own = [row for row in rows if row["model"] == model]
+        summary[model] = {"seeds": len(own)}
+        for key in own[0]:
+            if key.endswith(("_dice", "_tta", "_original", "_seconds")):
+                values = [row[key] for row in own]
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                summary[model][key] = {"mean": statistics.mean(values), "std": spread}
+    return summary
+
+
+def run_quality(args) -> None:
+    overrides = parse_settings(args.settings)
+    if args.epochs:
+        overrides["epochs"] = args.epochs
     rows = []
     for model_name in args.models:
-        overrides = {"data_root": args.data_root, "device": args.device, "run_name": f"bench_{model_name}"}
-        if args.epochs:
-            overrides["epochs"] = args.epochs
-        config = make_config(model_name, args.profile, **overrides)
-        started = time.perf_counter()
-        result = fit(config)
-        train_seconds = time.perf_counter() - started
-        row = {"model": model_name, "profile": config.profile, "epochs": config.epochs,
-               "train_seconds": train_seconds, "best_epoch": result.best["epoch"]}
-        for split in ("valid", "test"):
-            for tta in (False, True):
-                scores = evaluate(result.best_checkpoint, split=split, root=args.data_root, tta=tta, device=args.device)
-                suffix = "_tta" if tta else ""
-                row[f"{split}_dice{suffix}"] = scores.metrics["resized"]["dice"]
-                row[f"{split}_dice_original{suffix}"] = scores.metrics["original"]["dice"]
-        rows.append(row)
-        print(json.dumps(row, indent=1))
+        for seed in args.seeds:
+            run_name = f"bench_{model_name}" + (f"_seed{seed}" if len(args.seeds) > 1 else "")
+            config = make_config(model_name, args.profile, data_root=args.data_root, device=args.device, seed=seed,
+                                 run_name=run_name, **overrides)
+            row = quality_of(config, args.data_root, args.device)
+            rows.append(row)
+            print(json.dumps(row, indent=1))
+    summary = summarize(rows)
+    for model, scores in summary.items():
+        print(f"{model:14} over {scores['seeds']} seed(s): valid Dice {scores['valid_dice']['mean']:.4f} "
+              f"+- {scores['valid_dice']['std']:.4f}, test Dice {scores['test_dice']['mean']:.4f} "
+              f"+- {scores['test_dice']['std']:.4f}, {scores['train_seconds']['mean']:.0f} s of training")
     profile = rows[0]["profile"] if rows else args.profile
-    save_report(f"quality_{profile}", {"machine": machine(), "data_root": args.data_root, "rows": rows})
+    name = "_".join([f"quality_{profile}", *(f"{key}-{value}" for key, value in sorted(overrides.items()))])
+    save_report(safe_file_name(name), {"machine": machine(), "data_root": args.data_root, "overrides": overrides,
+                                       "seeds": args.seeds, "summary": summary, "rows": rows})
+
+
+def safe_file_name(name: str) -> str:
+    return "".join(character if character.isalnum() or character in "._-" else "_" for character in name)
 
 
 def run_bench(args) -> None:

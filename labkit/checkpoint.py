@@ -31,8 +31,11 @@ def versions() -> dict[str, str]:
 
 def make_checkpoint(model_name: str, model_kwargs: dict, model: nn.Module, **extra) -> dict:
     """The checkpoint dict: format, architecture, weights, versions, plus `extra`
-    (config, metrics, history, data, epoch, optimizer state...)."""
-    state_dict = {key: value.detach().cpu() for key, value in unwrap(model).state_dict().items()}
+    (config, metrics, history, data, epoch, optimizer state...).
+
+    The weights are copied to the CPU, so the dict is a snapshot: training on afterwards (even on
+    the CPU, where `.cpu()` alone would return the very same tensors) does not change it."""
+    state_dict = {key: value.detach().to("cpu", copy=True) for key, value in unwrap(model).state_dict().items()}
     return {
         FORMAT_KEY: FORMAT_VERSION,
         "model_name": model_name,

@@ -35,6 +35,10 @@ SPECIES = {"1": "cat", "2": "dog"}
 FIX_HINT = "run `python -m labkit download` or set LABKIT_DATA to a folder with images/ and annotations/"
 
 
+class SyntheticDataWarning(UserWarning):
+    """No real dataset was found, so the synthetic stand-in is used."""
+
+
 @dataclass(frozen=True)
 class Sample:
     """One listed photo: its identity and where its photo and trimap live."""
@@ -79,6 +83,7 @@ def resolve_root(root: str | Path | None = None) -> Path:
         warnings.warn(
             f"Oxford-IIIT Pet not found at {default_root()}; using the synthetic stand-in at "
             f"{candidate}. For the real photos, {FIX_HINT}.",
+            SyntheticDataWarning,
             stacklevel=2,
         )
         return candidate

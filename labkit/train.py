@@ -2,8 +2,9 @@
 
 The whole split lives in memory as uint8 (on the GPU when there is one); each step indexes a
 batch, augments it on the same device and feeds the model, so no data loader sits between the
-photos and the GPU. Every epoch ends with a validation pass and writes `last.pt`, plus `best.pt`
-when validation Dice improved. Ctrl-C saves `interrupted.pt` and returns what was done so far.
+photos and the GPU. Every epoch ends with a validation pass; `last.pt` and (when validation Dice
+improved) `best.pt` are written after it, as often as a tenth of the run's time allows (see
+`CheckpointWriter`). Ctrl-C saves `interrupted.pt` and returns what was done so far.
 """
 
 import csv
@@ -32,6 +33,8 @@ LOSS_DISPLAY_STEPS = 10  # refresh the progress bar's loss every this many steps
 # Fields that may differ between a run and its resumption without changing the result. The data
 # root is compared after resolving it (None and the path it resolves to are the same data).
 RESUMABLE_DIFFERENCES = {"device", "compile", "output_dir", "data_root"}
+
+CHECKPOINT_TIME_SHARE = 0.1  # writing checkpoints may take at most this share of a run's time
 
 
 @dataclass
@@ -214,6 +217,44 @@ def resume_from_last(run_dir: Path, config: TrainConfig, training_data: Training
     return last["epoch"]
 
 
+class CheckpointWriter:
+    """Writes `best.pt` and `last.pt` into a run folder, spending at most CHECKPOINT_TIME_SHARE
+    of the run's time on it.
+
+    On a CPU an epoch takes seconds and both files are written after every epoch. On a GPU an
+    epoch of a small split takes a fraction of a second, while `last.pt` (weights plus optimiser
+    state, 200-280 MB for the gpu-profile models) takes about 0.4 s to write, so writing every
+    epoch would more than double the run. Then epochs are skipped between writes: the best
+    weights are copied to memory the moment they improve and written at the next write, so a
+    skipped write only moves the resume point back by a few seconds of training.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.started = time.perf_counter()
+        self.writing_seconds = 0.0
+        self.pending_best: dict | None = None  # best weights not yet on disk
+        self.saved_epoch = 0  # the epoch `last.pt` holds
+
+    def due(self) -> bool:
+        return self.writing_seconds <= CHECKPOINT_TIME_SHARE * (time.perf_counter() - self.started)
+
+    def write(self, name: str, checkpoint: dict) -> None:
+        started = time.perf_counter()
+        save_checkpoint(checkpoint, self.run_dir / name)
+        self.writing_seconds += time.perf_counter() - started
+
+    def write_best(self) -> None:
+        if self.pending_best is not None:
+            self.write("best.pt", self.pending_best)
+            self.pending_best = None
+
+    def write_last(self, checkpoint: dict) -> None:
+        self.write_best()
+        self.write("last.pt", checkpoint)
+        self.saved_epoch = checkpoint["epoch"]
+
+
 def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
         on_epoch_end: Callable[[list[dict]], None] | None = None) -> TrainResult:
     """Train `config.model` on the train split, validating on the valid split every epoch.
@@ -236,45 +277,57 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
     start_epoch = 0
     if resume:
         start_epoch = resume_from_last(result.run_dir, config, training_data, model, optimization, result, device)
+    writer = CheckpointWriter(result.run_dir)
+    writer.saved_epoch = start_epoch
 
-    def save(name: str, **extra) -> None:
-        checkpoint = make_checkpoint(config.model, config.model_kwargs, model, config=config.to_dict(),
-                                     data=training_data.info, history=result.history, best=result.best,
-                                     epoch=len(result.history), metrics=result.best, **extra)
-        save_checkpoint(checkpoint, result.run_dir / name)
+    def snapshot(**extra) -> dict:
+        return make_checkpoint(config.model, config.model_kwargs, model, config=config.to_dict(),
+                               data=training_data.info, history=list(result.history), best=result.best,
+                               epoch=len(result.history), metrics=result.best, **extra)
 
     epochs = tqdm(range(start_epoch, config.epochs), desc=config.model, unit="epoch", initial=start_epoch,
                   total=config.epochs, disable=not progress)
     try:
         for epoch in epochs:
-            row = run_epoch(epoch, step_model, training_data, loss_fn, optimization, config, device, dtype, progress)
+            row = run_epoch(epoch, model, step_model, training_data, loss_fn, optimization, config, device, dtype,
+                            progress)
             result.history.append(row)
             if not result.best or row["valid_dice"] > result.best["valid_dice"]:
                 result.best = {key: row[key] for key in ("epoch", "valid_dice", "valid_iou", "valid_dice_dataset")}
-                save("best.pt")
-            save("last.pt", **optimization.state())
+                writer.pending_best = snapshot()
+            if epoch + 1 == config.epochs or writer.due():
+                writer.write_last(snapshot(**optimization.state()))
             write_history(result.history, result.run_dir)
             epochs.set_postfix(loss=f"{row['train_loss']:.4f}", valid_dice=f"{row['valid_dice']:.4f}")
             if on_epoch_end is not None:
                 on_epoch_end(result.history)
     except KeyboardInterrupt:
         result.interrupted = True
-        save("interrupted.pt", interrupted=True)
+        writer.write_best()
+        writer.write("interrupted.pt", snapshot(interrupted=True))
         write_history(result.history, result.run_dir)
-        tqdm.write(f"Interrupted: weights saved to {result.run_dir / 'interrupted.pt'}; resume from the last "
-                   f"finished epoch ({len(result.history)}) with resume=True / --resume.")
+        if writer.saved_epoch:
+            resumable = f"resume=True / --resume continues after epoch {writer.saved_epoch}, the one last.pt holds."
+        else:
+            resumable = "no epoch was saved to last.pt yet, so train again from the start."
+        tqdm.write(f"Interrupted: weights saved to {result.run_dir / 'interrupted.pt'}; {resumable}")
     finally:
         epochs.close()
     return result
 
 
-def run_epoch(epoch: int, model: nn.Module, training_data: TrainingData, loss_fn: nn.Module,
-              optimization: Optimization, config: TrainConfig, device, dtype, progress: bool) -> dict:
-    """Train one epoch, then validate; returns the epoch's row of the history."""
+def run_epoch(epoch: int, model: nn.Module, step_model: nn.Module, training_data: TrainingData,
+              loss_fn: nn.Module, optimization: Optimization, config: TrainConfig, device, dtype,
+              progress: bool) -> dict:
+    """Train one epoch with `step_model` (the model, or its `torch.compile` wrapper), then validate
+    the plain model; returns the epoch's row of the history.
+
+    Validation runs eagerly because a compiled model would compile again for eval mode and for
+    the last, smaller batch, which costs more than validating a few hundred photos."""
     batches = shuffled_batches(len(training_data.train_images), config.batch_size, optimization.generator)
     started = time.perf_counter()
     with tqdm(total=len(batches), desc=f"epoch {epoch + 1}", leave=False, disable=not progress) as bar:
-        train_loss = train_one_epoch(model, batches, training_data, loss_fn, optimization.optimizer,
+        train_loss = train_one_epoch(step_model, batches, training_data, loss_fn, optimization.optimizer,
                                      optimization.scheduler, optimization.scaler, optimization.generator,
                                      config, device, dtype, bar)
     seconds = time.perf_counter() - started

@@ -1,5 +1,8 @@
 import json
 
+import pytest
+
+from labkit.bench import parse_settings
 from labkit.cli import main
 
 
@@ -17,7 +20,29 @@ def test_quality_benchmark_reports_valid_and_test_dice(synthetic_root, tmp_path,
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     assert main(["bench", "quality", "--data-path", str(synthetic_root), "--profile", "smoke",
                  "--models", "unet", "--epochs", "1"]) == 0
-    row = json.loads((tmp_path / "reports" / "bench" / "quality_smoke_on_cpu.json").read_text())["rows"][0]
+    row = json.loads((tmp_path / "reports" / "bench" / "quality_smoke_epochs-1_on_cpu.json").read_text())["rows"][0]
     for key in ("valid_dice", "valid_dice_tta", "test_dice", "test_dice_original", "test_dice_original_tta"):
         assert 0 <= row[key] <= 1
     assert row["epochs"] == 1 and row["train_seconds"] > 0
+
+
+def test_quality_benchmark_applies_settings_and_summarizes_seeds(synthetic_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    assert main(["bench", "quality", "--data-path", str(synthetic_root), "--profile", "smoke", "--models", "unet",
+                 "--set", "epochs=1", "--set", "border=ignore", "--seeds", "0", "1"]) == 0
+    report = json.loads((tmp_path / "reports" / "bench" / "quality_smoke_border-ignore_epochs-1_on_cpu.json").read_text())
+    assert report["overrides"] == {"epochs": 1, "border": "ignore"}
+    assert [row["seed"] for row in report["rows"]] == [0, 1]
+    valid = [row["valid_dice"] for row in report["rows"]]
+    assert report["summary"]["unet"]["valid_dice"]["mean"] == pytest.approx(sum(valid) / 2)
+    assert "over 2 seed(s)" in capsys.readouterr().out
+
+
+def test_quality_benchmark_refuses_a_setting_without_a_value():
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        parse_settings(["augment_strength"])
+
+
+def test_settings_are_read_as_json_else_as_text():
+    assert parse_settings(["lr=0.002", "border=ignore", 'model_kwargs={"base_width": 32}']) == {
+        "lr": 0.002, "border": "ignore", "model_kwargs": {"base_width": 32}}

@@ -368,9 +368,9 @@ def test_synthetic_set_is_generated_once_when_no_dataset_is_found(tmp_path, monk
         return Path(root)
 
     monkeypatch.setattr(data, "make_synthetic", fake_make_synthetic)
-    with pytest.warns(UserWarning, match="synthetic"):
+    with pytest.warns(data.SyntheticDataWarning, match="synthetic"):
         first = resolve_root()
-    with pytest.warns(UserWarning, match="synthetic"):
+    with pytest.warns(data.SyntheticDataWarning, match="synthetic"):
         second = resolve_root()
     assert first == second == tmp_path / "data" / "synthetic"
     assert generated == [first] and data.is_synthetic(first)

@@ -7,6 +7,7 @@ import torchvision
 from labkit import train
 from labkit.checkpoint import load_checkpoint
 from labkit.config import make_config
+from labkit.data import SyntheticDataWarning
 from labkit.models import build_model
 from labkit.pretrained import imagenet_weights_path, load_pretrained_encoder
 
@@ -44,6 +45,28 @@ def test_best_checkpoint_holds_the_best_validation_epoch(config):
     best_row = max(result.history, key=lambda row: row["valid_dice"])
     saved = load_checkpoint(result.best_checkpoint)
     assert saved["epoch"] == best_row["epoch"] and saved["metrics"]["valid_dice"] == best_row["valid_dice"]
+
+
+def test_slow_checkpoint_writes_are_skipped_but_the_best_weights_are_kept(config, monkeypatch):
+    monkeypatch.setattr(train, "CHECKPOINT_TIME_SHARE", 0.0)  # any write is over budget: epoch 1 and the last only
+    dice_per_epoch = iter([0.5, 0.9, 0.7, 0.6])
+    weights_per_epoch = []
+
+    def scored(model, *args, **kwargs):
+        weights_per_epoch.append({key: value.clone() for key, value in model.state_dict().items()})
+        dice = next(dice_per_epoch)
+        return {"dice": dice, "iou": dice, "dice_dataset": dice}
+
+    written = []
+    real_save = train.save_checkpoint
+    monkeypatch.setattr(train, "score_tensors", scored)
+    monkeypatch.setattr(train, "save_checkpoint", lambda checkpoint, path: written.append(path.name) or real_save(checkpoint, path))
+    config.epochs = 4
+    result = train.fit(config, progress=False)
+    assert written == ["best.pt", "last.pt", "best.pt", "last.pt"]
+    best = load_checkpoint(result.best_checkpoint)
+    assert best["epoch"] == 2 and [row["epoch"] for row in best["history"]] == [1, 2]
+    assert all(torch.equal(best["state_dict"][key], weights_per_epoch[1][key]) for key in weights_per_epoch[1])
 
 
 def test_checkpoint_records_config_and_data(config):
@@ -126,7 +149,8 @@ def test_cpu_profile_learns_the_synthetic_set(tmp_path, monkeypatch):
     """The bar the workbook promises a student: the `cpu` profile reaches valid Dice > 0.9 on the
     built-in synthetic set (about a minute on two cores)."""
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
-    result = train.fit(make_config("unet", "cpu"), progress=False)
+    with pytest.warns(SyntheticDataWarning):  # no real dataset in the empty home: the synthetic set is made
+        result = train.fit(make_config("unet", "cpu"), progress=False)
     assert result.best["valid_dice"] > 0.9
 
 

@@ -1,6 +1,10 @@
 import json
+import os
+import warnings
 
-from labkit import train, workbook
+import pytest
+
+from labkit import data, train, workbook
 
 
 def test_record_results_merges_sections(tmp_path, monkeypatch):
@@ -14,6 +18,17 @@ def test_record_results_merges_sections(tmp_path, monkeypatch):
 def test_run_record_warns_loudly_on_synthetic_data(synthetic_root):
     run = workbook.setup_notebook("smoke", synthetic_root)
     assert run.synthetic and "synthetic" in run._repr_markdown_().lower()
+
+
+def test_the_banner_replaces_the_synthetic_data_warning_in_a_notebook(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.delenv("LABKIT_DATA", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = workbook.setup_notebook("smoke")
+        data.resolve_root()  # as a later cell's training or evaluation does
+    assert run.synthetic
+    assert not [warning for warning in caught if issubclass(warning.category, data.SyntheticDataWarning)]
 
 
 def test_trained_checkpoint_is_reused_instead_of_retraining(synthetic_root, tmp_path, monkeypatch, capsys):
@@ -67,11 +82,21 @@ def test_workbook_executes_notebooks_in_order_into_reports(synthetic_root, tmp_p
 
 
 def test_a_failing_notebook_names_itself_and_keeps_its_executed_copy(synthetic_root, tmp_path, monkeypatch):
-    import pytest
-
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     monkeypatch.setenv("LABKIT_DATA", str(synthetic_root))
     write_notebook(tmp_path / "notebooks" / "00_broken.ipynb", "raise ValueError('boom')")
     with pytest.raises(RuntimeError, match="00_broken.ipynb failed"):
         workbook.run_notebooks(profile="smoke", timeout=120)
     assert (tmp_path / "reports" / "notebooks" / "00_broken.ipynb").is_file()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows has no local sockets for Jupyter kernels")
+def test_notebook_kernels_talk_over_local_sockets_not_tcp_ports(tmp_path):
+    import nbformat
+
+    write_notebook(tmp_path / "transport.ipynb",
+                   "import json, sys\n"
+                   "connection = json.load(open(sys.argv[sys.argv.index('-f') + 1]))\n"
+                   "print(connection['transport'])")
+    workbook.execute_notebook(tmp_path / "transport.ipynb", tmp_path / "executed.ipynb", timeout=60)
+    assert nbformat.read(tmp_path / "executed.ipynb", as_version=4).cells[0].outputs[0]["text"] == "ipc\n"
