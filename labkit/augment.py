@@ -52,6 +52,14 @@ class AugmentConfig:
                 raise ValueError(f"AugmentConfig.{name} must be >= 0, got {getattr(self, name)}")
 
 
+def _to_device_of(values: Tensor, batch: Tensor) -> Tensor:
+    """Move CPU random draws to the batch's device and dtype. On CUDA they go through pinned
+    memory without blocking, so the CPU does not wait for the GPU at every batch."""
+    if batch.device.type == "cuda":
+        values = values.pin_memory()
+    return values.to(device=batch.device, dtype=batch.dtype, non_blocking=True)
+
+
 def _uniform(size: int, low: float, high: float, generator: torch.Generator | None) -> Tensor:
     return low + (high - low) * torch.rand(size, generator=generator)
 
@@ -104,7 +112,7 @@ def color_jitter(images: Tensor, config: AugmentConfig, generator: torch.Generat
     def factors(amount: float) -> Tensor:
         spread = amount * config.strength
         drawn = _uniform(batch_size, max(0.0, 1 - spread), 1 + spread, generator)
-        return drawn.to(device=images.device, dtype=images.dtype).view(-1, 1, 1, 1)
+        return _to_device_of(drawn, images).view(-1, 1, 1, 1)
 
     brightness, contrast, saturation = (factors(a) for a in (config.brightness, config.contrast, config.saturation))
     # Each step makes a new tensor, so clamping it in place never touches the caller's batch.
@@ -144,7 +152,7 @@ def augment_batch(
 
     batch_size, _, height, width = images.shape
     theta = random_affine_matrices(batch_size, height, width, config, generator)
-    theta = theta.to(device=images.device, dtype=images.dtype)
+    theta = _to_device_of(theta, images)
     grid = F.affine_grid(theta, [batch_size, 1, height, width], align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     labels = masks[:, None].to(grid.dtype)

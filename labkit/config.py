@@ -19,12 +19,15 @@ PROFILES: dict[str, dict] = {
         "train_limit": 48,
         "model_kwargs": {"unet": {"base_width": 8}, "resnet34_unet": {"decoder_widths": (64, 32, 16, 16, 8)}},
     },
-    # Minutes on a laptop CPU: a model worth looking at.
+    # Minutes on a laptop CPU: a model worth looking at. Chosen on the real sample's valid split
+    # (UNet, 3 seeds): 20 epochs 0.798, 40 epochs 0.825, 40 epochs with half-strength augmentation
+    # 0.831, 60 epochs 0.842 but 40% slower; a short schedule learns more from milder augmentation.
     "cpu": {
         "image_size": 128,
-        "epochs": 20,
+        "epochs": 40,
         "batch_size": 16,
         "lr": 3e-3,
+        "augment_strength": 0.5,
         "model_kwargs": {"unet": {"base_width": 16}, "resnet34_unet": {"decoder_widths": (128, 64, 32, 16, 16)}},
     },
     # The full recipe for one GPU.

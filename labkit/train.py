@@ -118,8 +118,11 @@ def train_one_epoch(model, batches, training_data, loss_fn, optimizer, scheduler
     model.train()
     augment = AugmentConfig(strength=config.augment_strength)
     total, seen = torch.zeros((), device=device), 0
+    # Every batch's indices go to the device now, while the GPU is idle after validation: a copy
+    # from ordinary CPU memory makes the CPU wait for the GPU, which inside the loop would stop
+    # the CPU from queuing the next step while the GPU runs this one.
+    batches = [indices.to(device) for indices in batches]
     for step, indices in enumerate(batches, start=1):
-        indices = indices.to(device)
         images = training_data.train_images[indices].float().div_(255)  # (B, 3, H, W) in [0, 1]
         masks = training_data.train_masks[indices]  # (B, H, W)
         images, masks = augment_batch(images, masks, augment, generator=generator)
