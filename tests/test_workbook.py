@@ -1,6 +1,7 @@
 import json
 import os
 import warnings
+from types import SimpleNamespace
 
 import pytest
 
@@ -100,3 +101,28 @@ def test_notebook_kernels_talk_over_local_sockets_not_tcp_ports(tmp_path):
                    "print(connection['transport'])")
     workbook.execute_notebook(tmp_path / "transport.ipynb", tmp_path / "executed.ipynb", timeout=60)
     assert nbformat.read(tmp_path / "executed.ipynb", as_version=4).cells[0].outputs[0]["text"] == "ipc\n"
+
+
+def test_live_curves_skip_redraws_over_their_time_share_but_draw_the_last_epoch(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from labkit import viz
+
+    monkeypatch.setattr(workbook, "LIVE_PLOT_TIME_SHARE", 0.0)  # any drawing is over budget
+    monkeypatch.setattr("IPython.display.display", lambda display_id: SimpleNamespace(update=lambda figure: None))
+    drawn = []
+    monkeypatch.setattr(viz, "plot_history", lambda histories: drawn.append(len(histories["unet"])) or plt.figure())
+    redraw = workbook.live_curves("unet", epochs=4)
+    history = []
+    for epoch in range(1, 5):
+        history.append({"epoch": epoch})
+        redraw(history)
+    assert drawn == [1, 4]
+
+
+def test_live_curves_outside_a_notebook_draw_nothing():
+    import matplotlib.pyplot as plt
+
+    open_figures = len(plt.get_fignums())
+    workbook.live_curves("unet", epochs=1)([{"epoch": 1}])  # no display to draw into: no error either
+    assert len(plt.get_fignums()) == open_figures
