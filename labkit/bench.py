@@ -184,6 +184,7 @@ def quality_of(config, data_root, device) -> dict:
             suffix = "_tta" if tta else ""
             row[f"{split}_dice{suffix}"] = scores.metrics["resized"]["dice"]
             row[f"{split}_dice_original{suffix}"] = scores.metrics["original"]["dice"]
+    row["config"] = config.to_dict()  # the whole recipe: profiles change, the report must not
     return row
 
 

@@ -21,7 +21,8 @@ PROFILES: dict[str, dict] = {
     },
     # Minutes on a laptop CPU: a model worth looking at. Chosen on the real sample's valid split
     # (UNet, 3 seeds): 20 epochs 0.798, 40 epochs 0.825, 40 epochs with half-strength augmentation
-    # 0.831, 60 epochs 0.842 but 40% slower; a short schedule learns more from milder augmentation.
+    # 0.831, 60 epochs 0.842 but a third slower; a short schedule learns more from milder
+    # augmentation. The runs are in reports/bench/quality_cpu_*.
     "cpu": {
         "image_size": 128,
         "epochs": 40,

@@ -24,6 +24,7 @@ def test_quality_benchmark_reports_valid_and_test_dice(synthetic_root, tmp_path,
     for key in ("valid_dice", "valid_dice_tta", "test_dice", "test_dice_original", "test_dice_original_tta"):
         assert 0 <= row[key] <= 1
     assert row["epochs"] == 1 and row["train_seconds"] > 0
+    assert row["config"]["epochs"] == 1 and row["config"]["profile"] == "smoke"
 
 
 def test_quality_benchmark_applies_settings_and_summarizes_seeds(synthetic_root, tmp_path, monkeypatch, capsys):
