@@ -7,6 +7,7 @@ improved) `best.pt` are written after it, as often as a tenth of the run's time 
 `CheckpointWriter`). Ctrl-C saves `interrupted.pt` and returns what was done so far.
 """
 
+import contextlib
 import csv
 import json
 import time
@@ -220,6 +221,27 @@ def resume_from_last(run_dir: Path, config: TrainConfig, training_data: Training
     return last["epoch"]
 
 
+class TimeShare:
+    """Lets optional work (writing checkpoints, redrawing plots) run only while it has taken at
+    most `share` of the time since this object was made."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.started = time.perf_counter()
+        self.spent = 0.0
+
+    def allows(self) -> bool:
+        return self.spent <= self.share * (time.perf_counter() - self.started)
+
+    @contextlib.contextmanager
+    def spending(self):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent += time.perf_counter() - started
+
+
 class CheckpointWriter:
     """Writes `best.pt` and `last.pt` into a run folder, spending at most CHECKPOINT_TIME_SHARE
     of the run's time on it.
@@ -234,18 +256,16 @@ class CheckpointWriter:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self.started = time.perf_counter()
-        self.writing_seconds = 0.0
+        self.time_share = TimeShare(CHECKPOINT_TIME_SHARE)
         self.pending_best: dict | None = None  # best weights not yet on disk
         self.saved_epoch = 0  # the epoch `last.pt` holds
 
     def due(self) -> bool:
-        return self.writing_seconds <= CHECKPOINT_TIME_SHARE * (time.perf_counter() - self.started)
+        return self.time_share.allows()
 
     def write(self, name: str, checkpoint: dict) -> None:
-        started = time.perf_counter()
-        save_checkpoint(checkpoint, self.run_dir / name)
-        self.writing_seconds += time.perf_counter() - started
+        with self.time_share.spending():
+            save_checkpoint(checkpoint, self.run_dir / name)
 
     def write_best(self) -> None:
         if self.pending_best is not None:

@@ -86,20 +86,19 @@ def live_curves(name: str, epochs: int | None = None) -> Callable[[list[dict]], 
     from IPython.display import display
 
     from labkit import viz
+    from labkit.train import TimeShare
 
     handle = display(display_id=True)  # None outside IPython
-    started, drawing = time.perf_counter(), 0.0
+    time_share = TimeShare(LIVE_PLOT_TIME_SHARE)
 
     def redraw(history: list[dict]) -> None:
-        nonlocal drawing
         final = epochs is not None and history[-1]["epoch"] >= epochs
-        if handle is None or not final and drawing > LIVE_PLOT_TIME_SHARE * (time.perf_counter() - started):
+        if handle is None or not (final or time_share.allows()):
             return
-        drawing_started = time.perf_counter()
-        figure = viz.plot_history({name: history})
-        handle.update(figure)
-        plt.close(figure)
-        drawing += time.perf_counter() - drawing_started
+        with time_share.spending():
+            figure = viz.plot_history({name: history})
+            handle.update(figure)
+            plt.close(figure)
 
     return redraw
 
