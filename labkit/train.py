@@ -254,11 +254,11 @@ class CheckpointWriter:
     skipped write only moves the resume point back by a few seconds of training.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, saved_epoch: int = 0) -> None:
         self.run_dir = run_dir
         self.time_share = TimeShare(CHECKPOINT_TIME_SHARE)
         self.pending_best: dict | None = None  # best weights not yet on disk
-        self.saved_epoch = 0  # the epoch `last.pt` holds
+        self.saved_epoch = saved_epoch  # the epoch `last.pt` holds
 
     def due(self) -> bool:
         return self.time_share.allows()
@@ -300,8 +300,7 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
     start_epoch = 0
     if resume:
         start_epoch = resume_from_last(result.run_dir, config, training_data, model, optimization, result, device)
-    writer = CheckpointWriter(result.run_dir)
-    writer.saved_epoch = start_epoch
+    writer = CheckpointWriter(result.run_dir, saved_epoch=start_epoch)
 
     def snapshot(**extra) -> dict:
         return make_checkpoint(config.model, config.model_kwargs, model, config=config.to_dict(),
