@@ -135,24 +135,42 @@ def save_report(name: str, report: dict) -> None:
     print(f"written: {path}")
 
 
+def speed_report_name(profile: str, image_size: int, batch_size: int, models: list[str], dtypes: list[torch.dtype],
+                      compiled: bool) -> str:
+    """`speed_<profile>_<size>px_batch<n>[_<model>]_<dtypes>[_compiled]`: every setting that changes
+    the numbers is in the name, so one measurement never overwrites another."""
+    parts = [f"speed_{profile}", f"{image_size}px", f"batch{batch_size}"]
+    if set(models) != set(MODEL_NAMES):
+        parts += models
+    parts.append("-".join(str(dtype).split(".")[-1] for dtype in dtypes))
+    if compiled:
+        parts.append("compiled")
+    return safe_file_name("_".join(parts))
+
+
 def run_speed(args) -> None:
+    """Measure every model, precision and (with --compile) eager and compiled; the report is
+    rewritten after each measurement, so a run stopped by a time limit keeps what it measured."""
     from labkit.config import resolve_profile
 
     device = resolve_device(args.device)
-    precisions = args.precisions or (["fp32", "auto"] if device.type == "cuda" else ["fp32"])
+    dtypes = [resolve_precision(precision, device)
+              for precision in args.precisions or (["fp32", "auto"] if device.type == "cuda" else ["fp32"])]
+    dtypes = list(dict.fromkeys(dtypes))  # "auto" is fp32 on a CPU: measure it once
     profile = resolve_profile(args.profile)
+    name = speed_report_name(profile, args.image_size, args.batch_size, args.models, dtypes, args.compile)
     rows = []
     for model_name in args.models:
         model_kwargs = make_config(model_name, profile).model_kwargs
-        for precision in precisions:
+        for dtype in dtypes:
             for compiled in ([False, True] if args.compile else [False]):
-                row = speed_of(model_name, model_kwargs, device, resolve_precision(precision, device), compiled, args)
+                row = speed_of(model_name, model_kwargs, device, dtype, compiled, args)
                 rows.append(row)
                 print(f"{model_name:14} {row['precision']:8} {'compiled' if compiled else 'eager':8} "
                       f"train {row['train_model_only']:8.1f} img/s model-only, {row['train_end_to_end']:8.1f} end-to-end "
                       f"({row['end_to_end_share']:.0%}); inference {row['inference']:8.1f} img/s")
-    save_report(f"speed_{profile}_{args.image_size}px", {"machine": machine(), "image_size": args.image_size, "batch_size": args.batch_size,
-                          "profile": profile, "rows": rows})
+                save_report(name, {"machine": machine(), "image_size": args.image_size, "batch_size": args.batch_size,
+                                   "profile": profile, "rows": rows})
 
 
 def parse_settings(settings: list[str]) -> dict:
@@ -176,6 +194,8 @@ def quality_of(config, data_root, device) -> dict:
 
     started = time.perf_counter()
     result = fit(config)
+    if result.interrupted:  # fit saved what it had; a half-trained model must not become a row
+        raise KeyboardInterrupt
     row = {"model": config.model, "seed": config.seed, "profile": config.profile, "epochs": config.epochs,
            "train_seconds": time.perf_counter() - started, "best_epoch": result.best["epoch"]}
     for split in ("valid", "test"):
@@ -203,28 +223,45 @@ def summarize(rows: list[dict]) -> dict:
     return summary
 
 
+def quality_report_name(profile: str, models: list[str], seeds: list[int], overrides: dict) -> str:
+    """`quality_<profile>[_<model>][_seeds-0-1-2][_<field>-<value>...]`: runs that differ in what they
+    trained, on what seeds or with which settings never overwrite each other's report."""
+    parts = [f"quality_{profile}"]
+    if set(models) != set(MODEL_NAMES):
+        parts += models
+    if seeds != [0]:
+        parts.append("seeds-" + "-".join(str(seed) for seed in seeds))
+    parts += [f"{key}-{value}" for key, value in sorted(overrides.items())]
+    return safe_file_name("_".join(parts))
+
+
 def run_quality(args) -> None:
+    """Train and score every model on every seed. The report is rewritten after each run, so a
+    benchmark stopped by a time limit or Ctrl-C keeps the runs it finished (`runs_finished` of
+    `runs_planned`)."""
+    from labkit.config import resolve_profile
+
     overrides = parse_settings(args.settings)
     if args.epochs:
         overrides["epochs"] = args.epochs
+    profile = resolve_profile(args.profile)
+    name = quality_report_name(profile, args.models, args.seeds, overrides)
+    planned = len(args.models) * len(args.seeds)
     rows = []
     for model_name in args.models:
         for seed in args.seeds:
             run_name = f"bench_{model_name}" + (f"_seed{seed}" if len(args.seeds) > 1 else "")
-            config = make_config(model_name, args.profile, data_root=args.data_root, device=args.device, seed=seed,
+            config = make_config(model_name, profile, data_root=args.data_root, device=args.device, seed=seed,
                                  run_name=run_name, **overrides)
-            row = quality_of(config, args.data_root, args.device)
-            rows.append(row)
-            print(json.dumps(row, indent=1))
-    summary = summarize(rows)
-    for model, scores in summary.items():
+            rows.append(quality_of(config, args.data_root, args.device))
+            print(json.dumps(rows[-1], indent=1))
+            save_report(name, {"machine": machine(), "data_root": args.data_root, "overrides": overrides,
+                               "seeds": args.seeds, "runs_finished": len(rows), "runs_planned": planned,
+                               "summary": summarize(rows), "rows": rows})
+    for model, scores in summarize(rows).items():
         print(f"{model:14} over {scores['seeds']} seed(s): valid Dice {scores['valid_dice']['mean']:.4f} "
               f"+- {scores['valid_dice']['std']:.4f}, test Dice {scores['test_dice']['mean']:.4f} "
               f"+- {scores['test_dice']['std']:.4f}, {scores['train_seconds']['mean']:.0f} s of training")
-    profile = rows[0]["profile"] if rows else args.profile
-    name = "_".join([f"quality_{profile}", *(f"{key}-{value}" for key, value in sorted(overrides.items()))])
-    save_report(safe_file_name(name), {"machine": machine(), "data_root": args.data_root, "overrides": overrides,
-                                       "seeds": args.seeds, "summary": summary, "rows": rows})
 
 
 def safe_file_name(name: str) -> str:

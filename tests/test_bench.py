@@ -1,15 +1,18 @@
 import json
 
 import pytest
+import torch
 
-from labkit.bench import parse_settings
-from labkit.cli import main
+from labkit import bench, train
+from labkit.bench import parse_settings, quality_report_name, speed_report_name
+from labkit.cli import EXIT_INTERRUPTED, main
+from labkit.config import make_config
 
 
 def test_speed_benchmark_measures_both_models_and_writes_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     assert main(["bench", "speed", "--profile", "smoke", "--image-size", "32", "--batch-size", "2", "--steps", "1"]) == 0
-    report = json.loads((tmp_path / "reports" / "bench" / "speed_smoke_32px_on_cpu.json").read_text())
+    report = json.loads((tmp_path / "reports" / "bench" / "speed_smoke_32px_batch2_float32_on_cpu.json").read_text())
     assert [row["model"] for row in report["rows"]] == ["unet", "resnet34_unet"]
     assert all(row["train_model_only"] > 0 and row["train_end_to_end"] > 0 and row["inference"] > 0
                for row in report["rows"])
@@ -20,7 +23,7 @@ def test_quality_benchmark_reports_valid_and_test_dice(synthetic_root, tmp_path,
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     assert main(["bench", "quality", "--data-path", str(synthetic_root), "--profile", "smoke",
                  "--models", "unet", "--epochs", "1"]) == 0
-    row = json.loads((tmp_path / "reports" / "bench" / "quality_smoke_epochs-1_on_cpu.json").read_text())["rows"][0]
+    row = json.loads((tmp_path / "reports" / "bench" / "quality_smoke_unet_epochs-1_on_cpu.json").read_text())["rows"][0]
     for key in ("valid_dice", "valid_dice_tta", "test_dice", "test_dice_original", "test_dice_original_tta"):
         assert 0 <= row[key] <= 1
     assert row["epochs"] == 1 and row["train_seconds"] > 0
@@ -31,12 +34,49 @@ def test_quality_benchmark_applies_settings_and_summarizes_seeds(synthetic_root,
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     assert main(["bench", "quality", "--data-path", str(synthetic_root), "--profile", "smoke", "--models", "unet",
                  "--set", "epochs=1", "--set", "border=ignore", "--seeds", "0", "1"]) == 0
-    report = json.loads((tmp_path / "reports" / "bench" / "quality_smoke_border-ignore_epochs-1_on_cpu.json").read_text())
+    report = json.loads((tmp_path / "reports" / "bench" / "quality_smoke_unet_seeds-0-1_border-ignore_epochs-1_on_cpu.json").read_text())
     assert report["overrides"] == {"epochs": 1, "border": "ignore"}
     assert [row["seed"] for row in report["rows"]] == [0, 1]
     valid = [row["valid_dice"] for row in report["rows"]]
     assert report["summary"]["unet"]["valid_dice"]["mean"] == pytest.approx(sum(valid) / 2)
     assert "over 2 seed(s)" in capsys.readouterr().out
+
+
+def test_quality_benchmark_keeps_finished_runs_when_stopped(synthetic_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    trained = []
+
+    def quality_or_stop(config, data_root, device):
+        if trained:
+            raise KeyboardInterrupt  # a time limit or Ctrl-C during the second run
+        trained.append(config.seed)
+        return {"model": config.model, "seed": config.seed, "profile": config.profile, "valid_dice": 0.5}
+
+    monkeypatch.setattr(bench, "quality_of", quality_or_stop)
+    assert main(["bench", "quality", "--data-path", str(synthetic_root), "--profile", "smoke",
+                 "--seeds", "0", "1"]) == EXIT_INTERRUPTED
+    report = json.loads((tmp_path / "reports" / "bench" / "quality_smoke_seeds-0-1_on_cpu.json").read_text())
+    assert [row["seed"] for row in report["rows"]] == [0]
+    assert (report["runs_finished"], report["runs_planned"]) == (1, 4)
+
+
+def test_an_interrupted_training_run_stops_the_quality_benchmark(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "fit", lambda config: train.TrainResult(run_dir=tmp_path, interrupted=True))
+    with pytest.raises(KeyboardInterrupt):
+        bench.quality_of(make_config("unet", "smoke"), None, "cpu")
+
+
+def test_quality_reports_of_other_models_or_seeds_do_not_overwrite_each_other():
+    names = {quality_report_name("cpu", models, seeds, {})
+             for models in (["unet", "resnet34_unet"], ["unet"], ["resnet34_unet"]) for seeds in ([0], [0, 1, 2])}
+    assert len(names) == 6
+
+
+def test_speed_reports_of_other_batches_precisions_or_compilation_do_not_overwrite_each_other():
+    names = {speed_report_name("gpu", 256, batch, ["unet", "resnet34_unet"], dtypes, compiled)
+             for batch in (32, 64) for dtypes in ([torch.float32], [torch.float32, torch.bfloat16])
+             for compiled in (False, True)}
+    assert len(names) == 8
 
 
 def test_quality_benchmark_refuses_a_setting_without_a_value():
