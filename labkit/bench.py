@@ -231,7 +231,10 @@ def quality_report_name(profile: str, models: list[str], seeds: list[int], overr
         parts += models
     if seeds != [0]:
         parts.append("seeds-" + "-".join(str(seed) for seed in seeds))
-    parts += [f"{key}-{value}" for key, value in sorted(overrides.items())]
+    for key, value in sorted(overrides.items()):
+        if isinstance(value, dict):  # model_kwargs={"base_width": 32} -> model_kwargs-base_width-32
+            value = "_".join(f"{inner}-{inner_value}" for inner, inner_value in sorted(value.items()))
+        parts.append(f"{key}-{value}")
     return safe_file_name("_".join(parts))
 
 

@@ -30,6 +30,8 @@ def add_train_parser(commands) -> None:
     parser.add_argument("--augment-strength", type=float, help="0 turns augmentation off")
     parser.add_argument("--border", choices=["pet", "background", "ignore"], help="how trimap border pixels count")
     parser.add_argument("--pretrained", help="'imagenet' or a resnet34 state_dict path (resnet34_unet only)")
+    parser.add_argument("--deep-supervision", action="store_true", default=None,
+                        help="also train on logits from the coarser decoder levels")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:1 | mps")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
@@ -107,6 +109,8 @@ def run_train(args) -> int:
 
     overrides = {key: value for key, value in vars(args).items()
                  if value is not None and key not in {"command", "model", "profile", "resume"}}
+    if overrides.pop("deep_supervision", False):  # a model argument, not a TrainConfig field
+        overrides["model_kwargs"] = {"deep_supervision": True}
     config = make_config(args.model, args.profile, **overrides)
     result = fit(config, resume=args.resume)
     best = result.best

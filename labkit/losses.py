@@ -65,8 +65,15 @@ class SegmentationLoss(nn.Module):
         self.bce_weight = bce_weight
         self.dice_weight = dice_weight
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """logits (B, 1, H, W), target (B, H, W) uint8/long -> scalar loss."""
+    def forward(self, logits: Tensor | list[Tensor], target: Tensor) -> Tensor:
+        """logits (B, 1, H, W), target (B, H, W) uint8/long -> scalar loss.
+
+        A list of logits (a deep-supervised model in train mode: main output first, then coarser
+        ones) is weighted as in nnU-Net: each output half as much as the one before, the weights
+        normalised to sum to 1."""
+        if isinstance(logits, (list, tuple)):
+            weights = [0.5**index for index in range(len(logits))]
+            return sum(weight * self(output, target) for weight, output in zip(weights, logits)) / sum(weights)
         loss = logits.new_zeros(())
         if self.bce_weight:
             loss = loss + self.bce_weight * masked_bce_loss(logits, target)

@@ -72,6 +72,11 @@ def test_quality_reports_of_other_models_or_seeds_do_not_overwrite_each_other():
     assert len(names) == 6
 
 
+def test_quality_report_names_spell_out_model_arguments():
+    name = quality_report_name("cpu", ["unet"], [0], {"model_kwargs": {"deep_supervision": True}, "lr": 0.001})
+    assert name == "quality_cpu_unet_lr-0.001_model_kwargs-deep_supervision-True"
+
+
 def test_speed_reports_of_other_batches_precisions_or_compilation_do_not_overwrite_each_other():
     names = {speed_report_name("gpu", 256, batch, ["unet", "resnet34_unet"], dtypes, compiled)
              for batch in (32, 64) for dtypes in ([torch.float32], [torch.float32, torch.bfloat16])

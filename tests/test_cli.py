@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from labkit.checkpoint import load_checkpoint
 from labkit.cli import main
 
 
@@ -44,6 +45,13 @@ def test_predict_writes_masks_for_a_folder(trained, synthetic_root, tmp_path):
     photos = sorted((synthetic_root / "images").glob("*.jpg"))[:2]
     assert main(["predict", *map(str, photos), "--checkpoint", str(trained), "--output", str(tmp_path)]) == 0
     assert len(list(tmp_path.glob("*_mask.png"))) == 2
+
+
+def test_train_with_deep_supervision_keeps_the_profile_widths(synthetic_root, tmp_path):
+    assert main(["train", "--profile", "smoke", "--data-path", str(synthetic_root), "--output", str(tmp_path),
+                 "--epochs", "1", "--image-size", "32", "--deep-supervision"]) == 0
+    saved = load_checkpoint(tmp_path / "unet-smoke" / "best.pt")
+    assert saved["model_kwargs"] == {"base_width": 8, "deep_supervision": True}
 
 
 def test_synthetic_command_writes_the_official_layout(tmp_path):

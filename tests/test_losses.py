@@ -106,6 +106,14 @@ def test_weights_scale_their_terms():
     assert SegmentationLoss(2, 3)(logits, target).item() == pytest.approx(expected.item())
 
 
+def test_each_deep_supervision_output_weighs_half_as_much_as_the_one_before():
+    target = random_target()
+    main, side, coarser = (torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) for seed in range(3))
+    loss = SegmentationLoss()
+    expected = (loss(main, target) + 0.5 * loss(side, target) + 0.25 * loss(coarser, target)) / 1.75
+    assert loss([main, side, coarser], target).item() == pytest.approx(expected.item())
+
+
 def test_long_targets_and_channel_free_logits_are_accepted():
     target = random_target()
     logits = torch.randn(2, 1, 16, 16)

@@ -57,6 +57,39 @@ def test_gradient_reaches_every_parameter(model):
         assert parameter.grad.abs().sum() > 0, name
 
 
+DEEP_SUPERVISED = {
+    "unet": lambda **extra: UNet(**TINY_UNET, **extra),
+    "resnet34_unet": lambda **extra: ResNet34UNet(**TINY_DECODER, **extra),
+}
+
+
+@pytest.mark.parametrize("name", list(DEEP_SUPERVISED))
+def test_deep_supervision_adds_three_full_size_side_outputs_in_train_mode_only(name):
+    model = DEEP_SUPERVISED[name](deep_supervision=True)
+    images = torch.randn(2, 3, 37, 53)
+    assert [tuple(output.shape) for output in model.train()(images)] == [(2, 1, 37, 53)] * 4
+    assert model.eval()(images).shape == (2, 1, 37, 53)
+
+
+@pytest.mark.parametrize("name", list(DEEP_SUPERVISED))
+def test_deep_supervision_leaves_the_main_output_as_it_was(name):
+    torch.manual_seed(0)
+    plain = DEEP_SUPERVISED[name]().eval()
+    torch.manual_seed(0)
+    supervised = DEEP_SUPERVISED[name](deep_supervision=True).eval()
+    images = torch.randn(2, 3, 37, 53)
+    with torch.no_grad():
+        assert torch.equal(plain(images), supervised(images))
+
+
+@pytest.mark.parametrize("name", list(DEEP_SUPERVISED))
+def test_deep_supervision_trains_every_side_head(name):
+    model = DEEP_SUPERVISED[name](deep_supervision=True).train()
+    sum(output.square().mean() for output in model(torch.randn(2, 3, 37, 53))).backward()
+    for parameter in model.side_outputs.parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0
+
+
 def test_eval_mode_gives_the_same_output_twice(model):
     model.eval()
     images = torch.randn(2, 3, 64, 64)

@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from labkit import train
-from labkit.checkpoint import load_checkpoint
+from labkit.checkpoint import load_checkpoint, load_model
 from labkit.config import make_config
 from labkit.data import SyntheticDataWarning
 from labkit.models import build_model
@@ -67,6 +67,12 @@ def test_slow_checkpoint_writes_are_skipped_but_the_best_weights_are_kept(config
     best = load_checkpoint(result.best_checkpoint)
     assert best["epoch"] == 2 and [row["epoch"] for row in best["history"]] == [1, 2]
     assert all(torch.equal(best["state_dict"][key], weights_per_epoch[1][key]) for key in weights_per_epoch[1])
+
+
+def test_a_deep_supervised_model_trains_and_its_checkpoint_predicts_one_mask(config):
+    config.model_kwargs = {**config.model_kwargs, "deep_supervision": True}
+    model = load_model(train.fit(config, progress=False).best_checkpoint)
+    assert model(torch.rand(1, 3, 32, 32)).shape == (1, 1, 32, 32)
 
 
 def test_checkpoint_records_config_and_data(config):

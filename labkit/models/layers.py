@@ -1,4 +1,5 @@
-"""Pieces both models share: the 3x3 conv, He initialisation and padding to a multiple of 32."""
+"""Pieces both models share: the 3x3 conv, He initialisation, padding to a multiple of 32 and the
+side outputs of deep supervision."""
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,3 +34,21 @@ def pad_to_multiple(images: Tensor, multiple: int) -> Tensor:
         return images
     mode = "reflect" if pad_height < height and pad_width < width else "replicate"
     return F.pad(images, (0, pad_width, 0, pad_height), mode=mode)
+
+
+class SideOutputs(nn.Module):
+    """Deep supervision (Lee et al. 2015, "Deeply-Supervised Nets"; UNet++, Zhou et al. 2018):
+    a 1x1 conv turns each coarser decoder stage into logits, upsampled bilinearly to full size, so
+    the loss reaches the early decoder directly instead of only through the layers above it.
+
+    Used only while training: the models return these logits next to the main ones in train mode
+    and the loss weighs them (`labkit.losses.SegmentationLoss`); in eval mode they are skipped.
+    """
+
+    def __init__(self, channels: list[int], out_channels: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Conv2d(width, out_channels, kernel_size=1) for width in channels)
+
+    def forward(self, features: list[Tensor], size: tuple[int, int]) -> list[Tensor]:
+        return [F.interpolate(head(feature), size=size, mode="bilinear", align_corners=False)
+                for head, feature in zip(self.heads, features)]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.models.layers import conv3x3, init_weights, pad_to_multiple
+from labkit.models.layers import SideOutputs, conv3x3, init_weights, pad_to_multiple
 from labkit.models.unet import DoubleConv
 
 
@@ -93,12 +93,15 @@ class ResNet34UNet(nn.Module):
 
     Args:
         decoder_widths: output channels of the five decoder blocks, from 1/16 up to full size.
+        deep_supervision: in train mode, also return logits from the decoder blocks at 1/8, 1/4
+            and 1/2 of the size (see `SideOutputs`): a list, main logits first.
     """
 
     pad_multiple = 32  # five stride-2 steps in the encoder
 
     def __init__(
-        self, in_channels: int = 3, out_channels: int = 1, decoder_widths: tuple[int, ...] = (256, 128, 64, 32, 16)
+        self, in_channels: int = 3, out_channels: int = 1, decoder_widths: tuple[int, ...] = (256, 128, 64, 32, 16),
+        deep_supervision: bool = False,
     ) -> None:
         super().__init__()
         widths = tuple(decoder_widths)
@@ -117,18 +120,23 @@ class ResNet34UNet(nn.Module):
         init_weights(self)
         # No ReLU follows the logits: PyTorch's smaller default init keeps first sigmoids near 0.5.
         self.output_conv.reset_parameters()
+        # Made after init_weights, so the side heads keep that default init too.
+        self.side_outputs = SideOutputs(list(widths[1:4]), out_channels) if deep_supervision else None
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor) -> Tensor | list[Tensor]:
         height, width = images.shape[-2:]
         x = pad_to_multiple(images, self.pad_multiple)  # (B, 3, H, W), H and W now multiples of 32
         x1, x2, x3, x4, x5 = self.encoder(x)  # strides 2, 4, 8, 16, 32
-        d = self.up1(x5, x4)  # (B, 256, H/16, W/16) with the default widths
-        d = self.up2(d, x3)  # (B, 128, H/8, W/8)
-        d = self.up3(d, x2)  # (B, 64, H/4, W/4)
-        d = self.up4(d, x1)  # (B, 32, H/2, W/2)
-        d = self.up5(d)  # (B, 16, H, W): no skip at full resolution
-        logits = self.output_conv(d)  # (B, out_channels, H, W)
-        return logits[..., :height, :width]
+        d1 = self.up1(x5, x4)  # (B, 256, H/16, W/16) with the default widths
+        d2 = self.up2(d1, x3)  # (B, 128, H/8, W/8)
+        d3 = self.up3(d2, x2)  # (B, 64, H/4, W/4)
+        d4 = self.up4(d3, x1)  # (B, 32, H/2, W/2)
+        d5 = self.up5(d4)  # (B, 16, H, W): no skip at full resolution
+        logits = self.output_conv(d5)  # (B, out_channels, H, W)
+        if self.side_outputs is None or not self.training:
+            return logits[..., :height, :width]
+        side_logits = self.side_outputs([d2, d3, d4], size=x.shape[-2:])
+        return [output[..., :height, :width] for output in (logits, *side_logits)]
 
     def load_encoder_weights(self, state_dict: dict[str, Tensor]) -> None:
         """Load a torchvision `resnet34` state_dict into the encoder; its `fc.*` classifier is dropped.

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.models.layers import conv3x3, init_weights, pad_to_multiple
+from labkit.models.layers import SideOutputs, conv3x3, init_weights, pad_to_multiple
 
 
 class DoubleConv(nn.Sequential):
@@ -64,13 +64,16 @@ class UNet(nn.Module):
         base_width: channels of the first level; each level down doubles them (64 in the paper).
         bilinear: bilinear upsampling instead of transposed convs. The bottom level then has
             half the channels, so each concatenation joins two equally wide tensors.
+        deep_supervision: in train mode, also return logits from the three coarser decoder
+            levels (see `SideOutputs`): a list, main logits first.
     """
 
     # 32, not the 16 that four poolings need, so both lab models accept the same sizes unchanged.
     pad_multiple = 32
 
     def __init__(
-        self, in_channels: int = 3, out_channels: int = 1, base_width: int = 64, bilinear: bool = True
+        self, in_channels: int = 3, out_channels: int = 1, base_width: int = 64, bilinear: bool = True,
+        deep_supervision: bool = False,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, base_width) < 1:
@@ -92,8 +95,11 @@ class UNet(nn.Module):
         init_weights(self)
         # No ReLU follows the logits: PyTorch's smaller default init keeps first sigmoids near 0.5.
         self.output_conv.reset_parameters()
+        # Made after init_weights, so the side heads keep that default init too.
+        side_channels = [8 * w // factor, 4 * w // factor, 2 * w // factor]
+        self.side_outputs = SideOutputs(side_channels, out_channels) if deep_supervision else None
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor) -> Tensor | list[Tensor]:
         height, width = images.shape[-2:]
         x = pad_to_multiple(images, self.pad_multiple)  # (B, 3, H, W), H and W now multiples of 32
         x1 = self.input_block(x)  # (B, w, H, W)
@@ -101,9 +107,12 @@ class UNet(nn.Module):
         x3 = self.down2(x2)  # (B, 4w, H/4, W/4)
         x4 = self.down3(x3)  # (B, 8w, H/8, W/8)
         x5 = self.down4(x4)  # (B, 16w / factor, H/16, W/16)
-        x = self.up1(x5, x4)  # (B, 8w / factor, H/8, W/8)
-        x = self.up2(x, x3)  # (B, 4w / factor, H/4, W/4)
-        x = self.up3(x, x2)  # (B, 2w / factor, H/2, W/2)
-        x = self.up4(x, x1)  # (B, w, H, W)
-        logits = self.output_conv(x)  # (B, out_channels, H, W)
-        return logits[..., :height, :width]
+        u1 = self.up1(x5, x4)  # (B, 8w / factor, H/8, W/8)
+        u2 = self.up2(u1, x3)  # (B, 4w / factor, H/4, W/4)
+        u3 = self.up3(u2, x2)  # (B, 2w / factor, H/2, W/2)
+        u4 = self.up4(u3, x1)  # (B, w, H, W)
+        logits = self.output_conv(u4)  # (B, out_channels, H, W)
+        if self.side_outputs is None or not self.training:
+            return logits[..., :height, :width]
+        side_logits = self.side_outputs([u1, u2, u3], size=x.shape[-2:])
+        return [output[..., :height, :width] for output in (logits, *side_logits)]
