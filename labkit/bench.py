@@ -1,4 +1,4 @@
-"""`python -m labkit bench speed|quality`: measure, print and save; never quote a number not measured.
+"""`python -m labkit bench speed|quality|gpu-check`: measure, print and save; never quote a number not measured.
 
 speed:   images per second for training steps and inference, model-only (random tensors already
          on the device) and end to end (uint8 photos on the device -> augmentation -> normalise ->
@@ -6,9 +6,11 @@ speed:   images per second for training steps and inference, model-only (random 
 quality: train both models with a profile (plus any `--set` overrides, once per `--seeds` seed),
          then score valid and test (mean per-image Dice at the training size and at original
          resolution, with and without flip TTA) and the wall time. Choose settings on valid.
+gpu-check: the GPU path proven in minutes (see `labkit.gpu_check`).
 """
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -18,12 +20,11 @@ import torch
 from tqdm.auto import tqdm
 
 from labkit import paths
-from labkit.config import make_config
-from labkit.device import autocast, resolve_device, resolve_precision
-from labkit.losses import SegmentationLoss
-from labkit.models import build_model, count_parameters
+from labkit.config import TrainConfig, make_config, resolve_profile
+from labkit.device import DTYPES, PRECISIONS, autocast, resolve_device, resolve_precision
+from labkit.models import MODELS, count_parameters
 
-MODEL_NAMES = ("unet", "resnet34_unet")
+MODEL_NAMES = tuple(MODELS)
 
 
 def add_bench_parser(commands) -> None:
@@ -35,7 +36,8 @@ def add_bench_parser(commands) -> None:
     speed.add_argument("--image-size", type=int, default=256)
     speed.add_argument("--batch-size", type=int, default=32)
     speed.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
-    speed.add_argument("--precisions", nargs="+", default=None, help="fp32 bf16 fp16 (default: fp32, plus auto on CUDA)")
+    speed.add_argument("--precisions", nargs="+", default=None, choices=PRECISIONS,
+                       help="fp32 bf16 fp16 auto (default: fp32, plus auto on CUDA)")
     speed.add_argument("--compile", action="store_true", help="also measure torch.compile")
     speed.add_argument("--device", default="auto")
     quality = kinds.add_parser("quality", help="train both models, report valid/test Dice and time")
@@ -48,6 +50,9 @@ def add_bench_parser(commands) -> None:
                               "--set model_kwargs='{\"base_width\": 32}' (values are read as JSON, else as text)")
     quality.add_argument("--seeds", nargs="+", type=int, default=[0], help="train once per seed; rows and a mean per model")
     quality.add_argument("--device", default="auto")
+    from labkit.gpu_check import add_gpu_check_parser  # it measures with this module's functions
+
+    add_gpu_check_parser(kinds)
 
 
 def synchronize(device: torch.device) -> None:
@@ -66,111 +71,109 @@ def images_per_second(step, images_per_step: int, steps: int, device: torch.devi
     return images_per_step * steps / (time.perf_counter() - started)
 
 
-def speed_of(model_name: str, model_kwargs: dict, device, dtype, compiled: bool, args) -> dict:
-    """Model-only and end-to-end train img/s, and inference img/s, for one setting."""
-    from labkit.train import TrainingData, shuffled_batches, train_one_epoch, training_step
+def speed_config(model_name: str, profile: str, image_size: int, batch_size: int, precision: str, compiled: bool,
+                 device: torch.device, steps: int) -> TrainConfig:
+    """The configuration one speed measurement trains with: the profile's model widths, and enough
+    scheduled epochs for every timed step (the learning rate does not change the speed)."""
+    return make_config(model_name, profile, image_size=image_size, batch_size=batch_size, precision=precision,
+                       compile=compiled, device=str(device), epochs=10 * (steps + 3))
 
-    torch.manual_seed(0)
-    model = build_model(model_name, **model_kwargs).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if compiled else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, **({"fused": True} if device.type == "cuda" else {}))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    loss_fn = SegmentationLoss()
-    size, batch = args.image_size, args.batch_size
+
+def speed_of(config: TrainConfig, steps: int) -> dict:
+    """Model-only and end-to-end train img/s, and inference img/s, for one configuration. Both
+    training measurements run the trainer's own `training_step` on a `TrainingState` built as
+    `fit` builds it; end to end adds what `train_one_epoch` does before each step (indexing uint8
+    photos on the device, augmenting, normalising)."""
+    from labkit.train import SplitTensors, build_training_model, build_training_state, train_one_epoch, training_step
+
+    device, image_size, batch_size = resolve_device(config.device), config.image_size, config.batch_size
+    photos = batch_size * (steps + 3)
+    state = build_training_state(config, build_training_model(config, device), photos)
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    inputs = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=memory_format)
-    targets = (torch.rand(batch, size, size, device=device) > 0.5).to(torch.uint8)
-
-    def model_only_step():
-        training_step(step_model, inputs, targets, loss_fn, optimizer, scaler, device, dtype)
-
-    photos = batch * (args.steps + 3)
-    fake_data = TrainingData(torch.randint(0, 256, (photos, 3, size, size), dtype=torch.uint8, device=device),
-                             (torch.rand(photos, size, size, device=device) > 0.5).to(torch.uint8), None, None, {})
-    config = make_config(model_name, "smoke", batch_size=batch, image_size=size)
-    generator = torch.Generator().manual_seed(0)
-
-    def end_to_end_steps():
-        batches = shuffled_batches(photos, batch, generator)
-        bar = tqdm(total=len(batches), disable=True)
-        train_one_epoch(step_model, batches, fake_data, loss_fn, optimizer, scheduler, scaler, generator,
-                        config, device, dtype, bar)
+    inputs = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=memory_format)
+    targets = (torch.rand(batch_size, image_size, image_size, device=device) > 0.5).to(torch.uint8)
+    train = SplitTensors(torch.randint(0, 256, (photos, 3, image_size, image_size), dtype=torch.uint8, device=device),
+                         (torch.rand(photos, image_size, image_size, device=device) > 0.5).to(torch.uint8))
 
     @torch.inference_mode()
     def inference_step():
-        with autocast(device, dtype):
-            step_model(inputs)
+        with autocast(device, state.precision):
+            state.step_model(inputs)
 
-    model_only = images_per_second(model_only_step, batch, args.steps, device)
-    end_to_end_steps()  # warm-up epoch (compilation, allocator)
+    state.step_model.train()
+    model_only = images_per_second(lambda: training_step(state, inputs, targets), batch_size, steps, device)
+    train_one_epoch(state, train, batch_size)  # warm-up epoch (compilation, allocator)
     synchronize(device)
     started = time.perf_counter()
-    end_to_end_steps()
+    train_one_epoch(state, train, batch_size)
     synchronize(device)
-    end_to_end = photos // batch * batch / (time.perf_counter() - started)
-    step_model.eval()
-    inference = images_per_second(inference_step, batch, args.steps, device)
-    return {"model": model_name, "parameters": count_parameters(model), "precision": str(dtype).split(".")[-1],
-            "compiled": compiled, "train_model_only": model_only, "train_end_to_end": end_to_end,
+    end_to_end = photos // batch_size * batch_size / (time.perf_counter() - started)
+    state.step_model.eval()
+    inference = images_per_second(inference_step, batch_size, steps, device)
+    return {"model": config.model, "parameters": count_parameters(state.model), "precision": state.precision,
+            "compiled": config.compile, "train_model_only": model_only, "train_end_to_end": end_to_end,
             "end_to_end_share": end_to_end / model_only, "inference": inference}
 
 
-def machine() -> dict:
-    device = "cpu: " + (platform.processor() or platform.machine()) + f", {torch.get_num_threads()} threads"
-    if torch.cuda.is_available():
-        device = torch.cuda.get_device_name()
-    return {"device": device, "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+def machine(device: torch.device) -> dict:
+    """The device that was measured, in words, with the torch version and the date."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{device.type}: " + (platform.processor() or platform.machine()) + f", {torch.get_num_threads()} threads"
+    return {"device": name, "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
 
 
-def save_report(name: str, report: dict) -> None:
-    """reports/bench/<name>_<cpu|cuda>.json; the name carries the settings, so runs don't overwrite each other."""
+def save_report(name: str, report: dict, device: torch.device) -> None:
+    """reports/bench/<name>_on_<device type>.json, labelled by the device that was measured; the
+    name carries the settings, so runs don't overwrite each other."""
     folder = paths.reports_dir() / "bench"
     folder.mkdir(parents=True, exist_ok=True)
-    device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    path = folder / f"{name}_on_{device_type}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"written: {path}")
+    path = folder / f"{name}_on_{device.type}.json"
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(report, indent=2))
+    os.replace(temporary, path)
+    print(f"written: {path}", flush=True)
 
 
-def speed_report_name(profile: str, image_size: int, batch_size: int, models: list[str], dtypes: list[torch.dtype],
+def speed_report_name(profile: str, image_size: int, batch_size: int, models: list[str], precisions: list[str],
                       compiled: bool) -> str:
     """`speed_<profile>_<size>px_batch<n>[_<model>]_<dtypes>[_compiled]`: every setting that changes
     the numbers is in the name, so one measurement never overwrites another."""
     parts = [f"speed_{profile}", f"{image_size}px", f"batch{batch_size}"]
     if set(models) != set(MODEL_NAMES):
         parts += models
-    parts.append("-".join(str(dtype).split(".")[-1] for dtype in dtypes))
+    parts.append("-".join(str(DTYPES[precision]).split(".")[-1] for precision in precisions))
     if compiled:
         parts.append("compiled")
     return safe_file_name("_".join(parts))
 
 
+def format_speed(row: dict) -> str:
+    return (f"{row['model']:14} {row['precision']:5} {'compiled' if row['compiled'] else 'eager':8} "
+            f"train {row['train_model_only']:8.1f} img/s model-only, {row['train_end_to_end']:8.1f} end-to-end "
+            f"({row['end_to_end_share']:.0%}); inference {row['inference']:8.1f} img/s")
+
+
 def run_speed(args) -> None:
     """Measure every model, precision and (with --compile) eager and compiled; the report is
     rewritten after each measurement, so a run stopped by a time limit keeps what it measured."""
-    from labkit.config import resolve_profile
-
     device = resolve_device(args.device)
-    dtypes = [resolve_precision(precision, device)
-              for precision in args.precisions or (["fp32", "auto"] if device.type == "cuda" else ["fp32"])]
-    dtypes = list(dict.fromkeys(dtypes))  # "auto" is fp32 on a CPU: measure it once
+    precisions = [resolve_precision(precision, device)
+                  for precision in args.precisions or (["fp32", "auto"] if device.type == "cuda" else ["fp32"])]
+    precisions = list(dict.fromkeys(precisions))  # "auto" is fp32 on a CPU: measure it once
     profile = resolve_profile(args.profile)
-    name = speed_report_name(profile, args.image_size, args.batch_size, args.models, dtypes, args.compile)
+    name = speed_report_name(profile, args.image_size, args.batch_size, args.models, precisions, args.compile)
     rows = []
     for model_name in args.models:
-        model_kwargs = make_config(model_name, profile).model_kwargs
-        for dtype in dtypes:
+        for precision in precisions:
             for compiled in ([False, True] if args.compile else [False]):
-                row = speed_of(model_name, model_kwargs, device, dtype, compiled, args)
-                rows.append(row)
-                print(f"{model_name:14} {row['precision']:8} {'compiled' if compiled else 'eager':8} "
-                      f"train {row['train_model_only']:8.1f} img/s model-only, {row['train_end_to_end']:8.1f} end-to-end "
-                      f"({row['end_to_end_share']:.0%}); inference {row['inference']:8.1f} img/s")
-                save_report(name, {"machine": machine(), "image_size": args.image_size, "batch_size": args.batch_size,
-                                   "profile": profile, "rows": rows})
+                config = speed_config(model_name, profile, args.image_size, args.batch_size, precision, compiled,
+                                      device, args.steps)
+                rows.append(speed_of(config, args.steps))
+                print(format_speed(rows[-1]), flush=True)
+                save_report(name, {"machine": machine(device), "image_size": args.image_size,
+                                   "batch_size": args.batch_size, "profile": profile, "rows": rows}, device)
 
 
 def parse_settings(settings: list[str]) -> dict:
@@ -197,7 +200,7 @@ def quality_of(config, data_root, device) -> dict:
     if result.interrupted:  # fit saved what it had; a half-trained model must not become a row
         raise KeyboardInterrupt
     row = {"model": config.model, "seed": config.seed, "profile": config.profile, "epochs": config.epochs,
-           "train_seconds": time.perf_counter() - started, "best_epoch": result.best["epoch"]}
+           "train_seconds": time.perf_counter() - started, "best_epoch": result.best.epoch}
     for split in ("valid", "test"):
         for tta in (False, True):
             scores = evaluate(result.best_checkpoint, split=split, root=data_root, tta=tta, device=device)
@@ -242,8 +245,6 @@ def run_quality(args) -> None:
     """Train and score every model on every seed. The report is rewritten after each run, so a
     benchmark stopped by a time limit or Ctrl-C keeps the runs it finished (`runs_finished` of
     `runs_planned`)."""
-    from labkit.config import resolve_profile
-
     overrides = parse_settings(args.settings)
     if args.epochs:
         overrides["epochs"] = args.epochs
@@ -258,9 +259,9 @@ def run_quality(args) -> None:
                                  run_name=run_name, **overrides)
             rows.append(quality_of(config, args.data_root, args.device))
             print(json.dumps(rows[-1], indent=1))
-            save_report(name, {"machine": machine(), "data_root": args.data_root, "overrides": overrides,
+            save_report(name, {"machine": machine(resolve_device(args.device)), "data_root": args.data_root, "overrides": overrides,
                                "seeds": args.seeds, "runs_finished": len(rows), "runs_planned": planned,
-                               "summary": summarize(rows), "rows": rows})
+                               "summary": summarize(rows), "rows": rows}, resolve_device(args.device))
     for model, scores in summarize(rows).items():
         print(f"{model:14} over {scores['seeds']} seed(s): valid Dice {scores['valid_dice']['mean']:.4f} "
               f"+- {scores['valid_dice']['std']:.4f}, test Dice {scores['test_dice']['mean']:.4f} "
@@ -271,5 +272,7 @@ def safe_file_name(name: str) -> str:
     return "".join(character if character.isalnum() or character in "._-" else "_" for character in name)
 
 
-def run_bench(args) -> None:
-    {"speed": run_speed, "quality": run_quality}[args.kind](args)
+def run_bench(args) -> int | None:
+    from labkit.gpu_check import run_gpu_check
+
+    return {"speed": run_speed, "quality": run_quality, "gpu-check": run_gpu_check}[args.kind](args)

@@ -5,16 +5,20 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
 temporary file and renamed into place, so an interruption never leaves a half-written checkpoint.
 """
 
+import errno
 import os
 import pickle
 import platform
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 import labkit
+from labkit.config import TrainConfig, default_value
+from labkit.history import EpochRecord
 from labkit.models import MODELS, build_model
 
 FORMAT_VERSION = 1
@@ -47,12 +51,26 @@ def make_checkpoint(model_name: str, model_kwargs: dict, model: nn.Module, **ext
 
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
-    """Write atomically: to `<path>.tmp` first, then rename over `path`."""
+    """Write atomically: to a temporary file of this process first, then rename over `path`, so
+    neither an interruption, a full disk nor a second writer leaves a half-written checkpoint.
+
+    Raises:
+        OSError: the file could not be written (ENOSPC: "no space left ... writing PATH"); the
+            temporary file is removed and any older checkpoint at `path` is kept.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, temporary)
-    os.replace(temporary, path)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:  # a file object: a full disk raises OSError, not torch's enforce
+            torch.save(checkpoint, file)
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on the disk writing {path}; free some space and "
+                                        "train again (--resume continues from the last checkpoint)", str(path)) from None
+        raise
     return path
 
 
@@ -100,37 +118,94 @@ def model_from_checkpoint(checkpoint: dict) -> nn.Module:
     return model.eval()
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The model saved in a checkpoint, on `device`, in eval mode, with the checkpoint's summary
-    (everything but the weights and optimizer state) attached as `model.checkpoint_info`."""
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint says about its model, without the tensors."""
+
+    path: Path | None
+    model_name: str
+    model_kwargs: dict
+    config: TrainConfig | None  # None for a checkpoint written outside `fit`
+    data: dict  # root, fingerprints, split sizes
+    epoch: int | None
+    best: EpochRecord | None  # the epoch best.pt holds, by valid Dice
+    history: list[EpochRecord]
+    precision: str | None  # the resolved training precision ("fp32", "bf16", "fp16")
+    versions: dict
+    interrupted: bool = False
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, path: str | Path | None = None) -> "CheckpointInfo":
+        config = checkpoint.get("config")
+        best = checkpoint.get("best") or checkpoint.get("metrics")  # format 1 kept the best row as "metrics"
+        return cls(
+            path=Path(path) if path is not None else None, model_name=checkpoint["model_name"],
+            model_kwargs=dict(checkpoint["model_kwargs"]), config=TrainConfig.from_dict(config) if config else None,
+            data=dict(checkpoint.get("data", {})), epoch=checkpoint.get("epoch"),
+            best=EpochRecord.from_dict(best) if best else None,
+            history=[EpochRecord.from_dict(row) for row in checkpoint.get("history", [])],
+            precision=checkpoint.get("precision"), versions=dict(checkpoint.get("versions", {})),
+            interrupted=bool(checkpoint.get("interrupted", False)),
+        )
+
+
+@dataclass
+class TrainedModel:
+    """A model loaded from a checkpoint, next to what the checkpoint says about it."""
+
+    model: nn.Module
+    info: CheckpointInfo
+
+
+def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """The model saved in a checkpoint (on `device`, in eval mode) and the checkpoint's facts."""
     checkpoint = load_checkpoint(path)
-    model = model_from_checkpoint(checkpoint).to(device)
-    model.checkpoint_info = summary(checkpoint, path)
-    return model
+    return TrainedModel(model_from_checkpoint(checkpoint).to(device), CheckpointInfo.from_checkpoint(checkpoint, path))
 
 
-def as_model(model_or_checkpoint: nn.Module | str | Path, device: str | torch.device = "auto") -> nn.Module:
-    """A model passed in stays as it is (on its own device); a checkpoint path is loaded onto
-    `device` ("auto": CUDA when available)."""
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The model saved in a checkpoint, on `device`, in eval mode."""
+    return load_trained(path, device).model
+
+
+ModelSource = nn.Module | TrainedModel | str | Path
+
+
+def model_and_info(source: ModelSource, device: str | torch.device = "auto") -> tuple[nn.Module, CheckpointInfo | None]:
+    """A model and what its checkpoint says: a model passed in stays as it is (on its own device,
+    no checkpoint facts); a checkpoint path is loaded onto `device` ("auto": CUDA when available)."""
     from labkit.device import resolve_device
 
-    if isinstance(model_or_checkpoint, nn.Module):
-        return model_or_checkpoint
-    return load_model(model_or_checkpoint, resolve_device(str(device)))
+    if isinstance(source, TrainedModel):
+        return source.model, source.info
+    if isinstance(source, nn.Module):
+        return source, None
+    trained = load_trained(source, resolve_device(str(device)))
+    return trained.model, trained.info
 
 
-def training_config(model: nn.Module) -> dict:
-    """The training configuration of a model loaded from a checkpoint; {} for any other model."""
-    return getattr(model, "checkpoint_info", {}).get("config", {})
+def trained_image_size(info: CheckpointInfo | None, image_size: int | None) -> int:
+    """The side of the square a model sees: `image_size` when given, else its training size.
+
+    Raises:
+        ValueError: neither is known (a model built or trained in a notebook, passed without
+            its checkpoint); a guess would score or predict at the wrong size.
+    """
+    if image_size is not None:
+        return image_size
+    if info is not None and info.config is not None:
+        return info.config.image_size
+    raise ValueError("pass image_size= (the size the model was trained at, e.g. config.image_size): "
+                     "a model without its checkpoint does not say which size it expects")
 
 
-def summary(checkpoint: dict, path: str | Path | None = None) -> dict:
-    """The checkpoint without its tensors: what it is, how it was trained, how well it did."""
-    heavy = {"state_dict", "optimizer", "scheduler", "scaler", "rng"}
-    info = {key: value for key, value in checkpoint.items() if key not in heavy}
-    if path is not None:
-        info["path"] = str(path)
-    return info
+def trained_border(info: CheckpointInfo | None, border: str | None) -> str:
+    """How trimap borders count: `border` when given, else as in training, else the default."""
+    if border is not None:
+        return border
+    if info is not None and info.config is not None:
+        return info.config.border
+    return default_value("border")
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -1,26 +1,46 @@
 """`python -m labkit` (or `labkit`): the terminal face of the same engine the notebooks use.
 
 Every subcommand turns its flags into the same objects a notebook builds (a `TrainConfig`, a
-checkpoint path), so there is no second code path to drift. Bad input ends with one line on
-stderr and a non-zero exit, never a traceback.
+checkpoint path), so there is no second code path to drift. Choices come from the registries
+(models, profiles, border modes, precisions, splits) and a flag left out leaves the function's
+own default. Bad input ends with one line on stderr and a non-zero exit; `--debug` shows the
+traceback instead, and an unexpected error always shows it.
 """
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
 
+import torch
+
 from labkit import paths
 from labkit.bench import add_bench_parser, run_bench
+from labkit.checkpoint import CheckpointError
+from labkit.config import PROFILES
+from labkit.data import BORDER_MODES, SPLITS
+from labkit.device import PRECISIONS
+from labkit.models import MODELS
+from labkit.run_folder import RunFolderBusy
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+PROFILE_CHOICES = ["auto", *PROFILES]
+# Errors a user can cause and fix (a setting, a path, a file, a full disk): one line, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, CheckpointError,
+               RunFolderBusy)
+
+
+def given(args: argparse.Namespace, *names: str) -> dict:
+    """The flags among `names` that the user gave, so a left-out flag keeps the function's default."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def add_train_parser(commands) -> None:
     parser = commands.add_parser("train", help="train a model; checkpoints land in checkpoints/<run-name>/")
-    parser.add_argument("--model", choices=["unet", "resnet34_unet"], default="unet")
-    parser.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto (gpu if CUDA, else cpu)")
+    parser.add_argument("--model", choices=list(MODELS), default="unet")
+    parser.add_argument("--profile", choices=PROFILE_CHOICES, default="auto", help="auto: gpu if CUDA, else cpu")
     parser.add_argument("--data-path", dest="data_root", help="dataset root (default: $LABKIT_DATA, data/oxford-iiit-pet, else synthetic)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
@@ -28,12 +48,13 @@ def add_train_parser(commands) -> None:
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--augment-strength", type=float, help="0 turns augmentation off")
-    parser.add_argument("--border", choices=["pet", "background", "ignore"], help="how trimap border pixels count")
+    parser.add_argument("--border", choices=BORDER_MODES, help="how trimap border pixels count")
     parser.add_argument("--pretrained", help="'imagenet' or a resnet34 state_dict path (resnet34_unet only)")
     parser.add_argument("--deep-supervision", action="store_true", default=None,
                         help="also train on logits from the coarser decoder levels")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:1 | mps")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="auto: bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 elsewhere")
     parser.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--output", dest="output_dir", help="folder for run folders (default: checkpoints/)")
@@ -44,11 +65,11 @@ def add_train_parser(commands) -> None:
 def add_evaluate_parser(commands) -> None:
     parser = commands.add_parser("evaluate", help="score a checkpoint on a split; prints a table, writes JSON")
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--split", default="test", choices=["train", "valid", "trainval", "test"])
-    parser.add_argument("--data-path", dest="root")
+    parser.add_argument("--split", default="test", choices=SPLITS)
+    parser.add_argument("--data-path", dest="root", help="default: the dataset the checkpoint was trained on")
     parser.add_argument("--tta", action="store_true", help="average with the flipped prediction")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--device")
     parser.add_argument("--output", help="JSON file (default: reports/evaluation/<run>_<split>.json)")
 
 
@@ -57,9 +78,9 @@ def add_predict_parser(commands) -> None:
     parser.add_argument("inputs", nargs="+", help="image files or folders")
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--output", default=None, help="folder (default: reports/predictions/)")
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, help="a pixel is pet above this probability (default 0.5)")
     parser.add_argument("--tta", action="store_true")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,12 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(commands)
 
     workbook = commands.add_parser("workbook", help="execute notebooks 00-06 into reports/notebooks/")
-    workbook.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto")
+    workbook.add_argument("--profile", choices=PROFILE_CHOICES, default="auto")
     workbook.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
     workbook.add_argument("--in-place", action="store_true", help="store outputs in notebooks/ (maintainers)")
 
     add_bench_parser(commands)
+    add_debug_flag(parser)
     return parser
+
+
+def add_debug_flag(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """`--debug` on every (sub)command, so it may stand anywhere on the line."""
+    parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="show the full traceback of any error")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                add_debug_flag(subparser, top=False)
 
 
 def run_download(args) -> None:
@@ -108,14 +140,13 @@ def run_train(args) -> int:
     from labkit.train import fit
 
     overrides = {key: value for key, value in vars(args).items()
-                 if value is not None and key not in {"command", "model", "profile", "resume"}}
+                 if value is not None and key not in {"command", "model", "profile", "resume", "debug"}}
     if overrides.pop("deep_supervision", False):  # a model argument, not a TrainConfig field
         overrides["model_kwargs"] = {"deep_supervision": True}
     config = make_config(args.model, args.profile, **overrides)
     result = fit(config, resume=args.resume)
-    best = result.best
-    if best:
-        print(f"best valid Dice {best['valid_dice']:.4f} at epoch {best['epoch']}: {result.best_checkpoint}")
+    if result.best:
+        print(f"best valid Dice {result.best.valid_dice:.4f} at epoch {result.best.epoch}: {result.best_checkpoint}")
     print(f"last checkpoint: {result.last_checkpoint}\nhistory: {result.run_dir / 'history.csv'}")
     return EXIT_INTERRUPTED if result.interrupted else 0
 
@@ -131,8 +162,7 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
 def run_evaluate(args) -> None:
     from labkit.evaluate import evaluate
 
-    result = evaluate(args.checkpoint, split=args.split, root=args.root, batch_size=args.batch_size,
-                      tta=args.tta, device=args.device)
+    result = evaluate(args.checkpoint, split=args.split, tta=args.tta, **given(args, "root", "batch_size", "device"))
     print(f"{result.info['images']} {args.split} photos, mean over photos (dice, iou) and over all pixels (*_dataset)")
     print(metrics_table(result.metrics))
     run = Path(args.checkpoint).resolve().parent.name
@@ -146,8 +176,7 @@ def run_predict(args) -> int:
     from labkit.predict import predict_files
 
     output = Path(args.output or paths.reports_dir() / "predictions")
-    report = predict_files(args.checkpoint, args.inputs, output, threshold=args.threshold, tta=args.tta,
-                           device=args.device)
+    report = predict_files(args.checkpoint, args.inputs, output, tta=args.tta, **given(args, "threshold", "device"))
     for path, reason in report.failed:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"{len(report.written)} masks, overlays and cutouts written to {output}")
@@ -160,6 +189,22 @@ def run_workbook(args) -> None:
     run_notebooks(profile=args.profile, timeout=args.timeout, in_place=args.in_place)
 
 
+def explain(error: BaseException) -> str:
+    """One line for an error a user can fix, with the fix where the error alone does not say it."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return ("the GPU ran out of memory; try a smaller --batch-size (halve it until it fits), a smaller "
+                "--image-size, or --precision bf16/fp16")
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        where = f" writing {error.filename}" if error.filename else ""
+        return f"no space left on the disk{where}; free some space (`python -m labkit cache --clear` frees the decoded-image caches)"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def is_user_error(error: BaseException) -> bool:
+    return (isinstance(error, USER_ERRORS + (torch.cuda.OutOfMemoryError,))
+            or (isinstance(error, OSError) and error.errno == errno.ENOSPC))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"download": run_download, "synthetic": run_synthetic, "train": run_train,
@@ -169,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("labkit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as error:
-        print(f"labkit {args.command}: error: {error}", file=sys.stderr)
+    except Exception as error:
+        if args.debug or not is_user_error(error):
+            raise
+        print(f"labkit {args.command}: error: {explain(error)} (--debug shows the traceback)", file=sys.stderr)
         return EXIT_ERROR

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from labkit.device import PRECISIONS
+
 PROFILES: dict[str, dict] = {
     # Seconds on a CPU: proves the pipeline runs (tests, CI, notebooks in smoke mode).
     "smoke": {
@@ -32,31 +34,26 @@ PROFILES: dict[str, dict] = {
         "augment_strength": 0.5,
         "model_kwargs": {"unet": {"base_width": 16}, "resnet34_unet": {"decoder_widths": (128, 64, 32, 16, 16)}},
     },
-    # The full recipe for one GPU.
-    "gpu": {
-        "image_size": 256,
-        "epochs": 150,
-        "batch_size": 32,
-        "lr": 2e-3,
-        "model_kwargs": {"unet": {"base_width": 64}, "resnet34_unet": {}},
-    },
+    # The full recipe for one GPU: TrainConfig's own defaults and the models' full widths.
+    "gpu": {},
 }
 
 
 @dataclass
 class TrainConfig:
-    """How one model is trained. Field names follow the d2l / torchvision vocabulary."""
+    """How one model is trained. Field names follow the d2l / torchvision vocabulary; the defaults
+    are the `gpu` profile, and every field is checked when the config is made."""
 
     model: str = "unet"
-    model_kwargs: dict = field(default_factory=dict)
-    profile: str = "custom"
+    model_kwargs: dict = field(default_factory=dict)  # {}: the model's own (full) widths
+    profile: str = "gpu"
     data_root: str | None = None  # None: $LABKIT_DATA, data/oxford-iiit-pet, else the synthetic set
     image_size: int = 256
     border: str = "pet"  # how trimap border pixels count: "pet", "background" or "ignore"
     train_limit: int | None = None  # train on the first N training photos only (smoke runs)
-    epochs: int = 40
-    batch_size: int = 16
-    lr: float = 1e-3  # peak learning rate of the one-cycle schedule
+    epochs: int = 150
+    batch_size: int = 32
+    lr: float = 2e-3  # peak learning rate of the one-cycle schedule
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.1  # share of all steps spent warming the learning rate up
     bce_weight: float = 1.0
@@ -64,11 +61,14 @@ class TrainConfig:
     augment_strength: float = 1.0  # 0 turns augmentation off
     pretrained: str | None = None  # None: from scratch; "imagenet" or a path: ResNet34 encoder weights
     device: str = "auto"
-    precision: str = "auto"  # "auto": bf16/fp16 autocast on CUDA, fp32 elsewhere
+    precision: str = "auto"  # "auto": bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 elsewhere
     compile: bool = False
     seed: int = 0
     output_dir: str | None = None  # None: checkpoints/
-    run_name: str | None = None  # None: the model name
+    run_name: str | None = None  # None: <model>-<profile>
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -77,6 +77,11 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def default_value(name: str):
+    """TrainConfig's default for one field: the single place a default is written."""
+    return TrainConfig.__dataclass_fields__[name].default
 
 
 def resolve_profile(profile: str) -> str:
@@ -102,7 +107,63 @@ def make_config(model: str = "unet", profile: str = "auto", **overrides) -> Trai
     if unknown:
         raise ValueError(f"unknown TrainConfig fields {unknown}; known fields: {sorted(known)}")
     preset = dict(PROFILES[profile])
-    model_kwargs = dict(preset.pop("model_kwargs").get(model, {}))
+    model_kwargs = dict(preset.pop("model_kwargs", {}).get(model, {}))
     model_kwargs.update(overrides.pop("model_kwargs", None) or {})
     preset.update(overrides)
     return TrainConfig(model=model, model_kwargs=model_kwargs, profile=profile, **preset)
+
+
+def whole(low: int):
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def number(low: float, high: float = float("inf"), above: bool = False):
+    def check(value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return (value > low if above else value >= low) and value < high
+    return check
+
+
+# Every numeric setting: the test it must pass, and the allowed values in words for the error.
+NUMERIC_RULES = {
+    "image_size": (whole(16), "a whole number >= 16 (pixels)"),
+    "train_limit": (lambda value: value is None or whole(1)(value), "None or a whole number >= 1"),
+    "epochs": (whole(1), "a whole number >= 1"),
+    "batch_size": (whole(1), "a whole number >= 1"),
+    "lr": (number(0, above=True), "a number > 0"),
+    "weight_decay": (number(0), "a number >= 0"),
+    "warmup_fraction": (number(0, 1), "a number >= 0 and < 1"),
+    "bce_weight": (number(0), "a number >= 0"),
+    "dice_weight": (number(0), "a number >= 0"),
+    "augment_strength": (number(0), "a number >= 0 (0 turns augmentation off)"),
+    "seed": (whole(0), "a whole number >= 0"),
+}
+
+
+def option_name(field_name: str) -> str:
+    """How a field is spelled on the command line: batch_size -> --batch-size."""
+    return "--" + field_name.replace("_", "-")
+
+
+def check_config(config: TrainConfig) -> None:
+    """Refuse a setting that cannot train, naming it, its allowed values and what was given,
+    before any photo is decoded.
+
+    Raises:
+        ValueError: one line naming the first bad setting.
+    """
+    from labkit.data import BORDER_MODES
+    from labkit.models import MODELS
+
+    for name, (allowed, words) in NUMERIC_RULES.items():
+        value = getattr(config, name)
+        if not allowed(value):
+            raise ValueError(f"{name} ({option_name(name)}) must be {words}, got {value!r}")
+    if config.bce_weight == 0 and config.dice_weight == 0:
+        raise ValueError("bce_weight and dice_weight are both 0, which leaves no loss to train on; set one above 0")
+    choices = {"model": tuple(MODELS), "border": BORDER_MODES, "precision": PRECISIONS}
+    for name, allowed_values in choices.items():
+        if getattr(config, name) not in allowed_values:
+            raise ValueError(f"{name} ({option_name(name)}) must be one of {', '.join(allowed_values)}; "
+                             f"got {getattr(config, name)!r}")

@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from labkit import data
-from labkit.checkpoint import as_model, training_config
+from labkit.checkpoint import ModelSource, model_and_info, trained_border, trained_image_size
 from labkit.device import autocast, resolve_precision
 from labkit.metrics import SegmentationMeter, dice_per_image
 
@@ -46,14 +46,14 @@ def model_device(model: nn.Module) -> torch.device:
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, precision: str = "auto", tta: bool = False) -> torch.Tensor:
-    """Logits (B, 1, H, W) in float32 for a uint8 batch (B, 3, H, W); `tta` averages the logits of
-    the photo and its mirror image."""
+    """Logits (B, 1, H, W) in float32 for a uint8 batch (B, 3, H, W), in eval mode (the model's
+    own mode is restored afterwards); `tta` averages the logits of the photo and its mirror image."""
     device = model_device(model)
-    dtype = resolve_precision(precision, device)
+    precision = resolve_precision(precision, device)
     inputs = data.normalize(images.to(device))
     if device.type == "cuda":
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    with autocast(device, dtype):
+    with evaluation_mode(model), autocast(device, precision):
         logits = model(inputs).float()
         if tta:
             logits = (logits + model(inputs.flip(-1)).float().flip(-1)) / 2
@@ -105,21 +105,26 @@ def original_masks(arrays: data.SplitArrays, indices: range, border: str) -> lis
             for i in indices]
 
 
-def evaluate(model_or_checkpoint: nn.Module | str | Path, split: str = "test", root: str | Path | None = None,
+def evaluate(source: ModelSource, split: str = "test", root: str | Path | None = None,
              image_size: int | None = None, border: str | None = None, batch_size: int = 32, tta: bool = False,
              precision: str = "auto", device: str = "auto", progress: bool = True) -> EvaluationResult:
-    """Score a model (or a checkpoint file) on a split, at the training size and at original size.
+    """Score a model on a split, at the training size and at original size.
 
     Args:
-        model_or_checkpoint: a model, or the path of a labkit checkpoint.
-        image_size, border: default to the checkpoint's training configuration (else 256, "pet").
+        source: the path of a labkit checkpoint, a `TrainedModel` (`checkpoint.load_trained`), or a
+            model (then `image_size` is required).
+        root: the dataset; default the one the checkpoint was trained on, else `data.resolve_root`'s.
+        image_size, border: default to the checkpoint's training configuration.
         tta: average with the horizontally flipped prediction.
     """
-    model = as_model(model_or_checkpoint, device)
-    trained = training_config(model)
-    image_size = image_size or trained.get("image_size", data.DEFAULT_SIZE)
-    border = border or trained.get("border", "pet")
-    root = data.resolve_root(root if root is not None else trained.get("data_root"))
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size (--batch-size) must be a whole number >= 1, got {batch_size!r}")
+    model, trained = model_and_info(source, device)
+    image_size = trained_image_size(trained, image_size)
+    border = trained_border(trained, border)
+    if root is None and trained is not None and trained.config is not None:
+        root = trained.config.data_root
+    root = data.resolve_root(root)
     arrays = data.load_split(root, split, size=image_size, progress=progress)
     images, masks = data.to_tensors(arrays, border=border)
 

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from labkit import data
-from labkit.checkpoint import as_model, training_config
+from labkit.checkpoint import ModelSource, model_and_info, trained_image_size
 from labkit.evaluate import evaluation_mode, predict_logits
 
 # DecompressionBombError (a photo of hundreds of megapixels) is not an OSError.
@@ -157,24 +157,24 @@ def write_outputs(image: Image.Image, mask: np.ndarray, output_dir: Path, stem: 
     return paths
 
 
-def predict_files(model_or_checkpoint: nn.Module | str | Path, inputs: list[str | Path] | str | Path,
+def predict_files(source: ModelSource, inputs: list[str | Path] | str | Path,
                   output_dir: str | Path, threshold: float = 0.5, image_size: int | None = None,
                   tta: bool = False, device: str = "auto", progress: bool = True) -> PredictionReport:
     """Predict every photo among `inputs` and write `<stem>_mask.png`, `<stem>_overlay.png` and
     `<stem>_cutout.png` at its original size into `output_dir`.
 
     Args:
-        model_or_checkpoint: a model (used on its own device), or the path of a labkit checkpoint
-            (loaded onto `device`).
+        source: the path of a labkit checkpoint (loaded onto `device`), a `TrainedModel`, or a
+            model (used on its own device; then `image_size` is required).
         inputs: image files and folders, see `find_images`.
         threshold: a pixel is pet where its probability is above this.
-        image_size: defaults to the checkpoint's training size, else `data.DEFAULT_SIZE`.
+        image_size: defaults to the checkpoint's training size.
         tta: average with the prediction for the mirror image.
     """
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold is a probability between 0 and 1, got {threshold}")
-    model = as_model(model_or_checkpoint, device)
-    image_size = image_size or training_config(model).get("image_size", data.DEFAULT_SIZE)
+    model, trained = model_and_info(source, device)
+    image_size = trained_image_size(trained, image_size)
     sources = find_images(inputs)
     if not sources:
         names = ", ".join(map(str, as_paths(inputs)))

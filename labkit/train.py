@@ -1,14 +1,14 @@
-"""Training: one `fit(config)` for the notebooks and the command line alike.
+"""Training: one `fit(config)` for the notebooks, the command line and the benchmarks alike.
 
-The whole split lives in memory as uint8 (on the GPU when there is one); each step indexes a
-batch, augments it on the same device and feeds the model, so no data loader sits between the
-photos and the GPU. Every epoch ends with a validation pass; `last.pt` and (when validation Dice
-improved) `best.pt` are written after it, as often as a tenth of the run's time allows (see
+The data flows one way: the whole split lives in memory as uint8 (on the GPU when there is one);
+each step indexes a batch, augments and normalises it on the same device and feeds the model, so
+no data loader sits between the photos and the GPU. Everything a step reads or changes is one
+`TrainingState`; `fit` builds it, runs epochs (train, then validate), and writes `last.pt` and
+(when validation Dice improved) `best.pt` as often as a tenth of the run's time allows (see
 `CheckpointWriter`). Ctrl-C saves `interrupted.pt` and returns what was done so far.
 """
 
 import contextlib
-import csv
 import json
 import time
 from collections.abc import Callable
@@ -23,26 +23,34 @@ from labkit import data, paths
 from labkit.augment import AugmentConfig, augment_batch
 from labkit.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from labkit.config import TrainConfig
-from labkit.device import autocast, resolve_device, resolve_precision
+from labkit.device import autocast, grad_scaler, resolve_device, resolve_precision
 from labkit.evaluate import score_tensors
+from labkit.history import EpochRecord, write_history
 from labkit.losses import SegmentationLoss
 from labkit.models import build_model
 from labkit.pretrained import load_pretrained_encoder
+from labkit.run_folder import claimed
 
 LOSS_DISPLAY_STEPS = 10  # refresh the progress bar's loss every this many steps
 
-# Fields that may differ between a run and its resumption without changing the result. The data
-# root is compared after resolving it (None and the path it resolves to are the same data).
-RESUMABLE_DIFFERENCES = {"device", "compile", "output_dir", "data_root"}
+# Fields that may differ between a run and its resumption without changing what is computed. The
+# data root is compared resolved (None and the path it resolves to are the same data) and the
+# precision too ("auto" and what it resolved to are the same precision).
+RESUMABLE_DIFFERENCES = {"device", "compile", "output_dir", "data_root", "precision"}
 
 CHECKPOINT_TIME_SHARE = 0.1  # writing checkpoints may take at most this share of a run's time
+INTERRUPTED = "interrupted.pt"  # the weights at Ctrl-C, kept until the run writes last.pt again
+
+# Optimizer options that depend on the device rather than on the run: a checkpoint written on a
+# GPU (fused AdamW) must not carry them onto a CPU, or the other way round.
+DEVICE_OPTIMIZER_OPTIONS = ("fused", "foreach", "capturable")
 
 
 @dataclass
 class TrainResult:
     run_dir: Path
-    history: list[dict] = field(default_factory=list)
-    best: dict = field(default_factory=dict)
+    history: list[EpochRecord] = field(default_factory=list)
+    best: EpochRecord | None = None
     interrupted: bool = False
 
     @property
@@ -55,12 +63,61 @@ class TrainResult:
 
 
 @dataclass
+class SplitTensors:
+    """A decoded split on the training device."""
+
+    images: torch.Tensor  # (N, 3, H, W) uint8
+    masks: torch.Tensor  # (N, H, W) uint8: 0 background, 1 pet, IGNORE_INDEX not scored
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
 class TrainingData:
-    train_images: torch.Tensor  # (N, 3, H, W) uint8 on the training device
-    train_masks: torch.Tensor  # (N, H, W) uint8
-    valid_images: torch.Tensor
-    valid_masks: torch.Tensor
+    train: SplitTensors
+    valid: SplitTensors
     info: dict  # root, fingerprints, sizes: stored in checkpoints
+
+
+@dataclass
+class TrainingState:
+    """Everything a training step reads or changes, built once by `build_training_state`."""
+
+    model: nn.Module  # the weights that checkpoints save
+    step_model: nn.Module  # what training steps call: the model, or its torch.compile wrapper
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler  # active only in fp16
+    generator: torch.Generator  # shuffling and augmentation draws (CPU, seeded)
+    augment: AugmentConfig
+    device: torch.device
+    precision: str  # resolved: "fp32", "bf16" or "fp16"
+
+    def optimization_state(self) -> dict:
+        """What an exact resume needs besides the weights."""
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}}
+
+    def load_optimization_state(self, checkpoint: dict) -> None:
+        self.optimizer.load_state_dict(with_device_options(checkpoint["optimizer"], self.optimizer))
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.generator.set_state(checkpoint["rng"]["generator"].cpu())
+        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
+
+
+def with_device_options(saved: dict, optimizer: torch.optim.Optimizer) -> dict:
+    """A saved optimizer state whose device-dependent options are this optimizer's own.
+
+    `load_state_dict` replaces the param groups with the saved ones, options included, so a state
+    saved with `fused=True` on a GPU would make every step on a CPU use the fused kernel."""
+    groups = []
+    for saved_group, group in zip(saved["param_groups"], optimizer.param_groups):
+        groups.append({**saved_group, **{key: group[key] for key in DEVICE_OPTIMIZER_OPTIONS if key in group}})
+    return {**saved, "param_groups": groups}
 
 
 def run_dir_for(config: TrainConfig) -> Path:
@@ -71,25 +128,28 @@ def run_dir_for(config: TrainConfig) -> Path:
 def load_training_data(config: TrainConfig, device: torch.device, progress: bool = True) -> TrainingData:
     """Decode (or read from cache) the train and valid splits and move them to `device`."""
     root = data.resolve_root(config.data_root)
-    train = data.load_split(root, "train", size=config.image_size, progress=progress)
-    valid = data.load_split(root, "valid", size=config.image_size, progress=progress)
-    train_images, train_masks = data.to_tensors(train, border=config.border, device=device)
-    valid_images, valid_masks = data.to_tensors(valid, border=config.border, device=device)
+    splits = {}
+    for split in ("train", "valid"):
+        arrays = data.load_split(root, split, size=config.image_size, progress=progress)
+        splits[split] = (arrays, SplitTensors(*data.to_tensors(arrays, border=config.border, device=device)))
+    train = splits["train"][1]
     if config.train_limit is not None:
-        train_images, train_masks = train_images[: config.train_limit], train_masks[: config.train_limit]
+        train = SplitTensors(train.images[: config.train_limit], train.masks[: config.train_limit])
     info = {
         "root": str(root),
         "synthetic": data.is_synthetic(root),
         "image_size": config.image_size,
-        "train_images": len(train_images),
-        "valid_images": len(valid_images),
-        "train_fingerprint": train.fingerprint,
-        "valid_fingerprint": valid.fingerprint,
+        "train_images": len(train),
+        "valid_images": len(splits["valid"][1]),
+        "train_fingerprint": splits["train"][0].fingerprint,
+        "valid_fingerprint": splits["valid"][0].fingerprint,
     }
-    return TrainingData(train_images, train_masks, valid_images, valid_masks, info)
+    return TrainingData(train, splits["valid"][1], info)
 
 
 def build_training_model(config: TrainConfig, device: torch.device) -> nn.Module:
+    """The model `config` names, initialised from `config.seed`, on `device`."""
+    torch.manual_seed(config.seed)
     model = build_model(config.model, **config.model_kwargs)
     if config.pretrained:
         load_pretrained_encoder(model, config.pretrained)
@@ -97,6 +157,30 @@ def build_training_model(config: TrainConfig, device: torch.device) -> nn.Module
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def steps_per_epoch(batch_size: int, train_count: int) -> int:
+    return max(1, train_count // batch_size)
+
+
+def build_training_state(config: TrainConfig, model: nn.Module, train_count: int) -> TrainingState:
+    """AdamW (fused on CUDA) with a one-cycle schedule (warm-up, then cosine annealing), the loss,
+    a loss scaler for fp16 and the seeded generator, for `model` on its own device."""
+    device = next(model.parameters()).device
+    precision = resolve_precision(config.precision, device)
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch(config.batch_size, train_count),
+        pct_start=config.warmup_fraction,
+    )
+    return TrainingState(
+        model=model, step_model=torch.compile(model) if config.compile else model,
+        loss_fn=SegmentationLoss(bce_weight=config.bce_weight, dice_weight=config.dice_weight),
+        optimizer=optimizer, scheduler=scheduler, scaler=grad_scaler(device, precision),
+        generator=torch.Generator().manual_seed(config.seed), augment=AugmentConfig(strength=config.augment_strength),
+        device=device, precision=precision,
+    )
 
 
 def shuffled_batches(count: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -109,116 +193,108 @@ def shuffled_batches(count: int, batch_size: int, generator: torch.Generator) ->
     return list(order[: full * batch_size].split(batch_size))
 
 
-def steps_per_epoch(config: TrainConfig, train_count: int) -> int:
-    return max(1, train_count // config.batch_size)
+def prepare_batch(state: TrainingState, train: SplitTensors, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Photos and masks of one batch, augmented and normalised on the training device."""
+    images = train.images[indices].float().div_(255)  # (B, 3, H, W) in [0, 1]
+    masks = train.masks[indices]  # (B, H, W)
+    images, masks = augment_batch(images, masks, state.augment, generator=state.generator)
+    images = data.normalize(images)
+    if state.device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, masks
 
 
-def train_one_epoch(model, batches, training_data, loss_fn, optimizer, scheduler, scaler, generator,
-                    config: TrainConfig, device, dtype, bar) -> float:
-    """One pass over the training batches; returns the mean loss."""
-    model.train()
-    augment = AugmentConfig(strength=config.augment_strength)
-    total, seen = torch.zeros((), device=device), 0
-    # Every batch's indices go to the device now, while the GPU is idle after validation: a copy
-    # from ordinary CPU memory makes the CPU wait for the GPU, which inside the loop would stop
-    # the CPU from queuing the next step while the GPU runs this one.
-    batches = [indices.to(device) for indices in batches]
-    for step, indices in enumerate(batches, start=1):
-        images = training_data.train_images[indices].float().div_(255)  # (B, 3, H, W) in [0, 1]
-        masks = training_data.train_masks[indices]  # (B, H, W)
-        images, masks = augment_batch(images, masks, augment, generator=generator)
-        images = data.normalize(images)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        loss = training_step(model, images, masks, loss_fn, optimizer, scaler, device, dtype)
-        scheduler.step()
-        total += loss * len(indices)  # stays on the device: reading it every step would stall a GPU
-        seen += len(indices)
-        bar.update(1)
-        if not bar.disable and (step % LOSS_DISPLAY_STEPS == 0 or step == len(batches)):
-            bar.set_postfix(loss=f"{total.item() / seen:.4f}")
-    return total.item() / seen
-
-
-def training_step(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_fn: nn.Module,
-                  optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, device, dtype) -> torch.Tensor:
-    """Forward, backward and one optimiser step; returns the loss, detached, on the device."""
-    with autocast(device, dtype):
-        loss = loss_fn(model(images), masks)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
+def training_step(state: TrainingState, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Forward, backward, one optimiser step and one scheduler step; returns the loss, detached,
+    on the device (reading it would make the CPU wait for the GPU)."""
+    with autocast(state.device, state.precision):
+        loss = state.loss_fn(state.step_model(images), masks)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.scheduler.step()
     return loss.detach()
 
 
-def write_history(history: list[dict], run_dir: Path) -> None:
-    """history.json and history.csv beside the checkpoints, for plots and spreadsheets."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "history.json").write_text(json.dumps(history, indent=2))
-    if history:
-        with open(run_dir / "history.csv", "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
+def train_one_epoch(state: TrainingState, train: SplitTensors, batch_size: int, bar: tqdm | None = None) -> float:
+    """One pass over shuffled training batches; returns the mean loss."""
+    state.step_model.train()
+    # Every batch's indices go to the device now, while the GPU is idle after validation: a copy
+    # from ordinary CPU memory makes the CPU wait for the GPU, which inside the loop would stop
+    # the CPU from queuing the next step while the GPU runs this one.
+    batches = [indices.to(state.device) for indices in shuffled_batches(len(train), batch_size, state.generator)]
+    total, seen = torch.zeros((), device=state.device), 0
+    for step, indices in enumerate(batches, start=1):
+        images, masks = prepare_batch(state, train, indices)
+        total += training_step(state, images, masks) * len(indices)  # summed on the device
+        seen += len(indices)
+        if bar is not None:
+            bar.update(1)
+            if not bar.disable and (step % LOSS_DISPLAY_STEPS == 0 or step == len(batches)):
+                bar.set_postfix(loss=f"{total.item() / seen:.4f}")
+    return total.item() / seen
+
+
+def validate(state: TrainingState, valid: SplitTensors, batch_size: int) -> dict[str, float]:
+    """Scores of the plain model on the valid split. It runs eagerly: a compiled model would
+    compile again for eval mode and for the last, smaller batch, which costs more than validating
+    a few hundred photos."""
+    return score_tensors(state.model, valid.images, valid.masks, batch_size=batch_size, precision=state.precision)
+
+
+def run_epoch(state: TrainingState, training_data: TrainingData, config: TrainConfig, epoch: int,
+              progress: bool = True) -> EpochRecord:
+    """Train one epoch, then validate; returns the epoch's record."""
+    steps = steps_per_epoch(config.batch_size, len(training_data.train))
+    started = time.perf_counter()
+    with tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=not progress) as bar:
+        train_loss = train_one_epoch(state, training_data.train, config.batch_size, bar)
+    seconds = time.perf_counter() - started
+    valid = validate(state, training_data.valid, config.batch_size * 2)
+    seen = min(len(training_data.train), steps * config.batch_size)
+    return EpochRecord(epoch=epoch, lr=state.scheduler.get_last_lr()[0], train_loss=train_loss,
+                       valid_dice=valid["dice"], valid_iou=valid["iou"], valid_dice_dataset=valid["dice_dataset"],
+                       epoch_seconds=seconds, train_images_per_second=seen / seconds)
 
 
 def config_differences(saved: dict, config: TrainConfig) -> list[str]:
     """Fields in which `config` differs from a checkpoint's saved configuration, ignoring those
-    that do not change the result (device, compile, output folder) and the data root, which
-    callers compare resolved (the checkpoint's `data["root"]`)."""
+    that do not change the result (device, compile, output folder) and those callers compare
+    resolved (data root, precision)."""
     current, saved = (json.loads(json.dumps(values)) for values in (config.to_dict(), saved))  # tuples -> lists
     return sorted(key for key in current if key not in RESUMABLE_DIFFERENCES and saved.get(key) != current[key])
 
 
-@dataclass
-class Optimization:
-    """Everything that changes weights, and must be saved for an exact resume."""
+def resume_from_last(state: TrainingState, run_dir: Path, config: TrainConfig,
+                     training_data: TrainingData) -> tuple[int, list[EpochRecord], EpochRecord | None]:
+    """Load `last.pt` into the model and the optimisation state; returns the epoch to continue
+    from, the history so far and the best record.
 
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    generator: torch.Generator  # shuffling and augmentation
+    A run may move between devices (a CPU laptop and a GPU, one GPU and another) as long as it
+    keeps its precision, so the loss scaler's state and the numbers stay meaningful.
 
-    def state(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}}
-
-    def load_state(self, checkpoint: dict) -> None:
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
-        self.generator.set_state(checkpoint["rng"]["generator"].cpu())
-        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
-
-
-def build_optimization(model: nn.Module, config: TrainConfig, train_count: int, device, dtype) -> Optimization:
-    """AdamW (fused on CUDA) with a one-cycle schedule: warm-up, then cosine annealing."""
-    total_steps = config.epochs * steps_per_epoch(config, train_count)
-    fused = {"fused": True} if device.type == "cuda" else {}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup_fraction
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # only fp16 needs loss scaling
-    return Optimization(optimizer, scheduler, scaler, torch.Generator().manual_seed(config.seed))
-
-
-def resume_from_last(run_dir: Path, config: TrainConfig, training_data: TrainingData, model: nn.Module,
-                     optimization: Optimization, result: TrainResult, device) -> int:
-    """Load `last.pt` into the model and optimisation state; returns the epoch to continue from."""
-    last = load_checkpoint(run_dir / "last.pt", map_location=device)
+    Raises:
+        ValueError: the saved run was trained differently; one line saying how.
+    """
+    path = run_dir / "last.pt"
+    last = load_checkpoint(path, map_location=state.device)
     differences = config_differences(last["config"], config)
     if last["data"]["root"] != training_data.info["root"]:
         differences.append("data_root")
     if differences:
-        raise ValueError(f"cannot resume from {run_dir / 'last.pt'}: the configuration differs in {differences}; "
+        raise ValueError(f"cannot resume from {path}: the configuration differs in {differences}; "
                          "resume with the saved configuration or start a new run (another run_name)")
-    model.load_state_dict(last["state_dict"])
-    optimization.load_state(last)
-    result.history, result.best = last["history"], last["best"]
-    return last["epoch"]
+    saved_precision = last.get("precision", state.precision)
+    if saved_precision != state.precision:
+        raise ValueError(f"cannot resume from {path}: it was trained in {saved_precision} and this run would use "
+                         f"{state.precision} on {state.device}; resume with --precision {saved_precision} "
+                         "(precision=...) or start a new run (another run_name)")
+    state.model.load_state_dict(last["state_dict"])
+    state.load_optimization_state(last)
+    history = [EpochRecord.from_dict(row) for row in last["history"]]
+    best = EpochRecord.from_dict(last["best"]) if last.get("best") else None
+    return last["epoch"], history, best
 
 
 class TimeShare:
@@ -273,14 +349,19 @@ class CheckpointWriter:
             self.pending_best = None
 
     def write_last(self, checkpoint: dict) -> None:
+        """Write `last.pt`; an `interrupted.pt` left by an earlier stop is out of date from now on."""
         self.write_best()
         self.write("last.pt", checkpoint)
         self.saved_epoch = checkpoint["epoch"]
+        (self.run_dir / INTERRUPTED).unlink(missing_ok=True)
 
 
 def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
-        on_epoch_end: Callable[[list[dict]], None] | None = None) -> TrainResult:
+        on_epoch_end: Callable[[list[EpochRecord]], None] | None = None) -> TrainResult:
     """Train `config.model` on the train split, validating on the valid split every epoch.
+
+    The run folder is claimed first (refused if another run trains into it or it cannot be
+    written), before any photo is decoded.
 
     Args:
         config: every hyperparameter (see `labkit.config.make_config`).
@@ -289,72 +370,53 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
         on_epoch_end: called with the history so far after every epoch (live plots in notebooks).
     """
     device = resolve_device(config.device)
-    dtype = resolve_precision(config.precision, device)
-    torch.manual_seed(config.seed)
-    training_data = load_training_data(config, device, progress)
-    model = build_training_model(config, device)
-    step_model = torch.compile(model) if config.compile else model
-    optimization = build_optimization(model, config, len(training_data.train_images), device, dtype)
-    loss_fn = SegmentationLoss(bce_weight=config.bce_weight, dice_weight=config.dice_weight)
-    result = TrainResult(run_dir=run_dir_for(config))
-    start_epoch = 0
-    if resume:
-        start_epoch = resume_from_last(result.run_dir, config, training_data, model, optimization, result, device)
+    with claimed(run_dir_for(config)) as run_dir:
+        training_data = load_training_data(config, device, progress)
+        state = build_training_state(config, build_training_model(config, device), len(training_data.train))
+        result = TrainResult(run_dir=run_dir)
+        start_epoch = 0
+        if resume:
+            start_epoch, result.history, result.best = resume_from_last(state, run_dir, config, training_data)
+        return train_epochs(state, training_data, config, result, start_epoch, progress, on_epoch_end)
+
+
+def train_epochs(state: TrainingState, training_data: TrainingData, config: TrainConfig, result: TrainResult,
+                 start_epoch: int, progress: bool, on_epoch_end) -> TrainResult:
+    """Epochs `start_epoch + 1` to `config.epochs`, writing checkpoints and history as they end."""
     writer = CheckpointWriter(result.run_dir, saved_epoch=start_epoch)
 
     def snapshot(**extra) -> dict:
-        return make_checkpoint(config.model, config.model_kwargs, model, config=config.to_dict(),
-                               data=training_data.info, history=list(result.history), best=result.best,
-                               epoch=len(result.history), metrics=result.best, **extra)
+        best = result.best.to_dict() if result.best else {}
+        return make_checkpoint(config.model, config.model_kwargs, state.model, config=config.to_dict(),
+                               data=training_data.info, precision=state.precision,
+                               history=[record.to_dict() for record in result.history], best=best,
+                               epoch=len(result.history), **extra)
 
     epochs = tqdm(range(start_epoch, config.epochs), desc=config.model, unit="epoch", initial=start_epoch,
                   total=config.epochs, disable=not progress)
     try:
         for epoch in epochs:
-            row = run_epoch(epoch, model, step_model, training_data, loss_fn, optimization, config, device, dtype,
-                            progress)
-            result.history.append(row)
-            if not result.best or row["valid_dice"] > result.best["valid_dice"]:
-                result.best = {key: row[key] for key in ("epoch", "valid_dice", "valid_iou", "valid_dice_dataset")}
+            record = run_epoch(state, training_data, config, epoch + 1, progress)
+            result.history.append(record)
+            if result.best is None or record.valid_dice > result.best.valid_dice:
+                result.best = record
                 writer.pending_best = snapshot()
             if epoch + 1 == config.epochs or writer.due():
-                writer.write_last(snapshot(**optimization.state()))
+                writer.write_last(snapshot(**state.optimization_state()))
             write_history(result.history, result.run_dir)
-            epochs.set_postfix(loss=f"{row['train_loss']:.4f}", valid_dice=f"{row['valid_dice']:.4f}")
+            epochs.set_postfix(loss=f"{record.train_loss:.4f}", valid_dice=f"{record.valid_dice:.4f}")
             if on_epoch_end is not None:
                 on_epoch_end(result.history)
     except KeyboardInterrupt:
         result.interrupted = True
         writer.write_best()
-        writer.write("interrupted.pt", snapshot(interrupted=True))
+        writer.write(INTERRUPTED, snapshot(interrupted=True))
         write_history(result.history, result.run_dir)
         if writer.saved_epoch:
             resumable = f"resume=True / --resume continues after epoch {writer.saved_epoch}, the one last.pt holds."
         else:
             resumable = "no epoch was saved to last.pt yet, so train again from the start."
-        tqdm.write(f"Interrupted: weights saved to {result.run_dir / 'interrupted.pt'}; {resumable}")
+        tqdm.write(f"Interrupted: weights saved to {result.run_dir / INTERRUPTED}; {resumable}")
     finally:
         epochs.close()
     return result
-
-
-def run_epoch(epoch: int, model: nn.Module, step_model: nn.Module, training_data: TrainingData,
-              loss_fn: nn.Module, optimization: Optimization, config: TrainConfig, device, dtype,
-              progress: bool) -> dict:
-    """Train one epoch with `step_model` (the model, or its `torch.compile` wrapper), then validate
-    the plain model; returns the epoch's row of the history.
-
-    Validation runs eagerly because a compiled model would compile again for eval mode and for
-    the last, smaller batch, which costs more than validating a few hundred photos."""
-    batches = shuffled_batches(len(training_data.train_images), config.batch_size, optimization.generator)
-    started = time.perf_counter()
-    with tqdm(total=len(batches), desc=f"epoch {epoch + 1}", leave=False, disable=not progress) as bar:
-        train_loss = train_one_epoch(step_model, batches, training_data, loss_fn, optimization.optimizer,
-                                     optimization.scheduler, optimization.scaler, optimization.generator,
-                                     config, device, dtype, bar)
-    seconds = time.perf_counter() - started
-    valid = score_tensors(model, training_data.valid_images, training_data.valid_masks,
-                          batch_size=config.batch_size * 2, precision=config.precision)
-    return {"epoch": epoch + 1, "lr": optimization.scheduler.get_last_lr()[0], "train_loss": train_loss,
-            "valid_dice": valid["dice"], "valid_iou": valid["iou"], "valid_dice_dataset": valid["dice_dataset"],
-            "epoch_seconds": seconds, "train_images_per_second": sum(len(b) for b in batches) / seconds}

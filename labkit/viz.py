@@ -186,10 +186,15 @@ def plot_foreground_fraction(fractions, labels=None) -> Figure:
     return fig
 
 
-def plot_history(histories: dict[str, list[dict]]) -> Figure:
-    """Training loss and validation Dice against epoch, one line per run, best epoch starred."""
+def plot_history(histories: dict[str, list]) -> Figure:
+    """Training loss and validation Dice against epoch, one line per run, best epoch starred.
+
+    Args:
+        histories: {run label: its `EpochRecord`s (or rows of history.csv as dicts)}.
+    """
     fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for index, (label, history) in enumerate(histories.items()):
+        history = [row.to_dict() if hasattr(row, "to_dict") else row for row in history]
         missing = {"epoch", "train_loss", "valid_dice"} - set(history[0] if history else {})
         if missing:
             raise ValueError(f"history of run {label!r} lacks {sorted(missing)}; pass the rows of history.csv")

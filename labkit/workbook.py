@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 from traitlets.config import Config
 
 from labkit import data, paths
-from labkit.checkpoint import load_checkpoint
+from labkit.checkpoint import CheckpointInfo, load_checkpoint
 from labkit.config import make_config, resolve_profile
 from labkit.device import resolve_device
+from labkit.history import EpochRecord
 
 
 LIVE_PLOT_TIME_SHARE = 0.1  # live training curves may take at most this share of the training time
@@ -74,7 +75,7 @@ def record_results(section: str, values: dict) -> Path:
     return path
 
 
-def live_curves(name: str, epochs: int | None = None) -> Callable[[list[dict]], None]:
+def live_curves(name: str, epochs: int | None = None) -> Callable[[list[EpochRecord]], None]:
     """An `on_epoch_end` callback that redraws the loss and Dice curves in place after each epoch.
 
     Drawing the figure takes about 0.15 s, longer than a whole epoch of a small split on a GPU, so
@@ -91,8 +92,8 @@ def live_curves(name: str, epochs: int | None = None) -> Callable[[list[dict]], 
     handle = display(display_id=True)  # None outside IPython
     time_share = TimeShare(LIVE_PLOT_TIME_SHARE)
 
-    def redraw(history: list[dict]) -> None:
-        final = epochs is not None and history[-1]["epoch"] >= epochs
+    def redraw(history: list[EpochRecord]) -> None:
+        final = epochs is not None and history[-1].epoch >= epochs
         if handle is None or not (final or time_share.allows()):
             return
         with time_share.spending():
@@ -104,7 +105,7 @@ def live_curves(name: str, epochs: int | None = None) -> Callable[[list[dict]], 
 
 
 def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False,
-                       on_epoch_end: Callable[[list[dict]], None] | None = None) -> Path:
+                       on_epoch_end: Callable[[list[EpochRecord]], None] | None = None) -> Path:
     """The best checkpoint of `model` for this run's profile and data: loaded when one exists that
     was trained with the same configuration, trained now (saying so) otherwise.
 
@@ -118,7 +119,8 @@ def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False,
     if best.is_file() and not retrain:
         saved = load_checkpoint(best)
         if not config_differences(saved["config"], config) and saved["data"]["root"] == str(run.root):
-            print(f"Using {best} (epoch {saved['epoch']}, valid Dice {saved['metrics']['valid_dice']:.4f}).")
+            info = CheckpointInfo.from_checkpoint(saved, best)
+            print(f"Using {best} (epoch {info.epoch}, valid Dice {info.best.valid_dice:.4f}).")
             return best
         print(f"{best} was trained differently; training {model} again.")
     else:

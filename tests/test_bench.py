@@ -78,8 +78,8 @@ def test_quality_report_names_spell_out_model_arguments():
 
 
 def test_speed_reports_of_other_batches_precisions_or_compilation_do_not_overwrite_each_other():
-    names = {speed_report_name("gpu", 256, batch, ["unet", "resnet34_unet"], dtypes, compiled)
-             for batch in (32, 64) for dtypes in ([torch.float32], [torch.float32, torch.bfloat16])
+    names = {speed_report_name("gpu", 256, batch, ["unet", "resnet34_unet"], precisions, compiled)
+             for batch in (32, 64) for precisions in (["fp32"], ["fp32", "bf16"])
              for compiled in (False, True)}
     assert len(names) == 8
 
@@ -92,3 +92,42 @@ def test_quality_benchmark_refuses_a_setting_without_a_value():
 def test_settings_are_read_as_json_else_as_text():
     assert parse_settings(["lr=0.002", "border=ignore", 'model_kwargs={"base_width": 32}']) == {
         "lr": 0.002, "border": "ignore", "model_kwargs": {"base_width": 32}}
+
+
+def test_a_report_is_labelled_by_the_device_measured_not_by_what_the_machine_has(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine that measured its CPU
+    cpu = torch.device("cpu")
+    bench.save_report("speed_test", {"machine": bench.machine(cpu)}, cpu)
+    report = json.loads((tmp_path / "reports" / "bench" / "speed_test_on_cpu.json").read_text())
+    assert report["machine"]["device"].startswith("cpu")
+
+
+def test_the_gpu_check_runs_every_stage_in_its_smoke_form_on_a_cpu(synthetic_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    assert main(["bench", "gpu-check", "--smoke", "--data-path", str(synthetic_root)]) == 0
+    report = json.loads((tmp_path / "reports" / "bench" / "gpu_check_smoke_on_cpu.json").read_text())
+    stages = {result["stage"]: result for result in report["results"]}
+    assert {"training bf16", "training fp16", "training auto_compiled", "resume", "sync-free steps",
+            "speed unet", "speed resnet34_unet", "quality unet", "quality resnet34_unet"} <= set(stages)
+    assert stages["training fp16"]["values"]["precision"] == "fp16" and stages["resume"]["passed"] is True
+    assert stages["sync-free steps"]["passed"] is None  # needs CUDA
+    assert not [result for result in report["results"] if result["passed"] is False]
+    assert "PASS resume" in capsys.readouterr().out
+
+
+def test_a_failing_gpu_check_stage_is_reported_and_the_others_still_run(synthetic_root, tmp_path, monkeypatch):
+    from labkit import gpu_check
+
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+
+    def broken(settings, folder):
+        raise RuntimeError("device assert triggered")
+        yield  # a generator, like every stage
+
+    monkeypatch.setitem(gpu_check.STAGES, "resume", broken)
+    assert main(["bench", "gpu-check", "--smoke", "--data-path", str(synthetic_root),
+                 "--stages", "resume", "sync"]) == 1
+    report = json.loads((tmp_path / "reports" / "bench" / "gpu_check_smoke_on_cpu.json").read_text())
+    assert [(r["stage"], r["passed"]) for r in report["results"]] == [("resume", False), ("sync-free steps", None)]
+    assert "device assert triggered" in report["results"][0]["detail"]

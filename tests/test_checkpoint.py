@@ -2,8 +2,11 @@ import pytest
 import torch
 
 from labkit.checkpoint import (
-    FORMAT_KEY, FORMAT_VERSION, CheckpointError, load_checkpoint, load_model, make_checkpoint, save_checkpoint,
+    FORMAT_KEY, FORMAT_VERSION, CheckpointError, load_checkpoint, load_model, load_trained, make_checkpoint,
+    save_checkpoint,
 )
+from labkit.config import make_config
+from labkit.history import EpochRecord
 from labkit.models import build_model
 
 SMALL = {"unet": {"base_width": 4}, "resnet34_unet": {"decoder_widths": (16, 16, 8, 8, 8)}}
@@ -26,11 +29,23 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path, name):
     assert type(loaded) is type(model) and not loaded.training
 
 
-def test_checkpoint_carries_its_description(tmp_path):
-    _, path = saved(tmp_path, config={"image_size": 64}, metrics={"valid_dice": 0.5})
-    info = load_model(path).checkpoint_info
-    assert info["config"] == {"image_size": 64} and info["metrics"] == {"valid_dice": 0.5}
-    assert info["versions"]["torch"] == torch.__version__ and "state_dict" not in info
+def test_checkpoint_carries_its_description_beside_the_model(tmp_path):
+    best = EpochRecord(epoch=3, lr=1e-3, train_loss=0.2, valid_dice=0.5, valid_iou=0.4, valid_dice_dataset=0.6,
+                       epoch_seconds=1.0, train_images_per_second=10.0)
+    _, path = saved(tmp_path, config=make_config("unet", "smoke", image_size=64).to_dict(), best=best.to_dict(),
+                    precision="bf16")
+    trained = load_trained(path)
+    assert trained.info.config.image_size == 64 and trained.info.best == best and trained.info.precision == "bf16"
+    assert trained.info.versions["torch"] == torch.__version__ and trained.info.path == path
+    assert not hasattr(trained.model, "checkpoint_info")
+
+
+def test_a_format_1_checkpoint_still_says_its_best_epoch(tmp_path):
+    row = {"epoch": 2, "lr": 1e-3, "train_loss": 0.3, "valid_dice": 0.7, "valid_iou": 0.6, "valid_dice_dataset": 0.7,
+           "epoch_seconds": 1.0, "train_images_per_second": 5.0}
+    _, path = saved(tmp_path, metrics=row, history=[row])
+    info = load_trained(path).info
+    assert info.best.valid_dice == 0.7 and info.config is None and info.precision is None
 
 
 def test_missing_checkpoint_names_the_path(tmp_path):
@@ -87,3 +102,31 @@ def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch
     with pytest.raises(OSError):
         save_checkpoint({"anything": 1}, path)
     assert path.read_bytes() == before
+
+
+def test_a_full_disk_names_the_file_removes_the_temporary_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    _, path = saved(tmp_path)
+    before = path.read_bytes()
+
+    def disk_fills_up(checkpoint, file):
+        file.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", disk_fills_up)
+    with pytest.raises(OSError, match=rf"no space left on the disk writing {path}") as raised:
+        save_checkpoint({"anything": 1}, path)
+    assert raised.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+
+
+def test_two_processes_saving_the_same_checkpoint_use_their_own_temporary_files(tmp_path, monkeypatch):
+    temporaries = []
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, file: temporaries.append(file.name) or real_save(obj, file))
+    save_checkpoint({"a": 1}, tmp_path / "last.pt")
+    monkeypatch.setattr("os.getpid", lambda: 424242)
+    save_checkpoint({"a": 2}, tmp_path / "last.pt")
+    assert len(set(temporaries)) == 2 and temporaries[1].endswith("last.pt.424242.tmp")

@@ -90,3 +90,65 @@ def test_pipeline_runs_on_the_real_photo_sample(shared_sample, tmp_path, capsys)
     photos = [shared_sample / "images" / name for name in ("Abyssinian_34.jpg", "Abyssinian_82.jpg")]
     assert main(["predict", *map(str, photos), "--checkpoint", str(checkpoint), "--output", str(tmp_path / "p")]) == 0
     assert len(list((tmp_path / "p").glob("*_cutout.png"))) == 2
+
+
+@pytest.mark.parametrize("flags, setting", [(["--batch-size", "0"], "batch_size"), (["--epochs", "0"], "epochs"),
+                                            (["--epochs", "-1"], "epochs"), (["--batch-size", "-4"], "batch_size"),
+                                            (["--lr", "0"], "lr")])
+def test_a_numeric_setting_out_of_range_ends_in_one_line_before_any_photo_is_decoded(flags, setting, tmp_path,
+                                                                                       monkeypatch, capsys):
+    from labkit import data
+
+    monkeypatch.setattr(data, "load_split", lambda *a, **k: pytest.fail("decoded before checking the settings"))
+    assert main(["train", "--profile", "smoke", "--output", str(tmp_path), *flags]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{setting} (--{setting.replace('_', '-')}) must be" in error
+
+
+def test_evaluate_with_a_batch_size_of_zero_ends_in_one_line(trained, capsys):
+    assert main(["evaluate", "--checkpoint", str(trained), "--batch-size", "0"]) == 1
+    assert "batch_size (--batch-size) must be a whole number >= 1, got 0" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path):
+    result = run_cli("train", "--profile", "smoke", "--batch-size", "0", "--output", str(tmp_path), "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "batch_size" in result.stderr
+
+
+def test_an_unexpected_error_is_not_hidden_behind_one_line(trained, monkeypatch):
+    """A load_state_dict mismatch or a device assert is a bug to report, not a user error."""
+    from labkit import evaluate
+
+    def mismatch(*args, **kwargs):
+        raise RuntimeError("Error(s) in loading state_dict for UNet: size mismatch")
+
+    monkeypatch.setattr(evaluate, "evaluate", mismatch)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        main(["evaluate", "--checkpoint", str(trained)])
+
+
+def test_cuda_out_of_memory_suggests_a_smaller_batch(trained, monkeypatch, capsys):
+    import torch
+
+    from labkit import evaluate
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(evaluate, "evaluate", out_of_memory)
+    assert main(["evaluate", "--checkpoint", str(trained)]) == 1
+    assert "smaller --batch-size" in capsys.readouterr().err
+
+
+def test_a_left_out_flag_keeps_the_functions_own_default(trained, monkeypatch, tmp_path):
+    from labkit import evaluate
+
+    calls = []
+
+    def record(*args, **kwargs):
+        calls.append(kwargs)
+        raise ValueError("stop after the call")
+
+    monkeypatch.setattr(evaluate, "evaluate", record)
+    assert main(["evaluate", "--checkpoint", str(trained), "--output", str(tmp_path / "out.json")]) == 1
+    assert "batch_size" not in calls[0] and "device" not in calls[0]

@@ -59,3 +59,41 @@ def test_evaluation_mode_is_restored_even_when_the_pass_fails():
             assert not model.training
             raise RuntimeError("out of memory")
     assert model.training
+
+
+def test_a_model_without_its_checkpoint_must_be_told_its_size(synthetic_root):
+    """The old fallback scored a 128 px model at 256 px without a word."""
+    with pytest.raises(ValueError, match="image_size="):
+        evaluate(ConstantLogit(1.0), split="valid", root=synthetic_root, progress=False)
+
+
+def test_a_trained_model_is_scored_at_its_own_training_size(synthetic_root, tmp_path):
+    from labkit.checkpoint import load_trained
+    from labkit.config import make_config
+    from labkit.train import fit
+
+    config = make_config("unet", "smoke", data_root=str(synthetic_root), output_dir=str(tmp_path), image_size=32,
+                         epochs=1, train_limit=8)
+    trained = load_trained(fit(config, progress=False).best_checkpoint)
+    assert evaluate(trained, split="valid", progress=False).info["image_size"] == 32
+
+
+def test_predict_logits_uses_eval_mode_and_restores_the_mode():
+    from labkit.evaluate import predict_logits
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 1, 1), torch.nn.BatchNorm2d(1)).train()
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    logits = predict_logits(model, images)
+    model.eval()
+    with torch.inference_mode():
+        expected = model(data.normalize(images))
+    assert torch.allclose(logits, expected)
+    model.train()
+    predict_logits(model, images)
+    assert model.training
+
+
+def test_evaluate_refuses_a_batch_size_of_zero_before_decoding(synthetic_root):
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(ConstantLogit(1.0), split="valid", root=synthetic_root, image_size=32, batch_size=0)

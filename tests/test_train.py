@@ -1,11 +1,12 @@
 import json
+import math
 
 import pytest
 import torch
 import torchvision
 
 from labkit import train
-from labkit.checkpoint import load_checkpoint, load_model
+from labkit.checkpoint import load_checkpoint, load_model, save_checkpoint
 from labkit.config import make_config
 from labkit.data import SyntheticDataWarning
 from labkit.models import build_model
@@ -42,9 +43,9 @@ def test_fit_writes_best_and_last_checkpoints_and_history(config):
 
 def test_best_checkpoint_holds_the_best_validation_epoch(config):
     result = train.fit(config, progress=False)
-    best_row = max(result.history, key=lambda row: row["valid_dice"])
+    best_record = max(result.history, key=lambda record: record.valid_dice)
     saved = load_checkpoint(result.best_checkpoint)
-    assert saved["epoch"] == best_row["epoch"] and saved["metrics"]["valid_dice"] == best_row["valid_dice"]
+    assert saved["epoch"] == best_record.epoch and saved["best"]["valid_dice"] == best_record.valid_dice
 
 
 def test_slow_checkpoint_writes_are_skipped_but_the_best_weights_are_kept(config, monkeypatch):
@@ -99,7 +100,7 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(config, tmp_path, m
     monkeypatch.setattr(train, "train_one_epoch", real_epoch)
     resumed = train.fit(config, resume=True, progress=False)
     actual = load_checkpoint(resumed.last_checkpoint)["state_dict"]
-    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert [record.epoch for record in resumed.history] == [1, 2]
     assert all(torch.allclose(expected[key].float(), actual[key].float()) for key in expected)
 
 
@@ -157,7 +158,7 @@ def test_cpu_profile_learns_the_synthetic_set(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     with pytest.warns(SyntheticDataWarning):  # no real dataset in the empty home: the synthetic set is made
         result = train.fit(make_config("unet", "cpu"), progress=False)
-    assert result.best["valid_dice"] > 0.9
+    assert result.best.valid_dice > 0.9
 
 
 def test_a_checkpoint_config_with_tuples_matches_its_own_config(synthetic_root, tmp_path):
@@ -174,3 +175,112 @@ def test_resume_on_other_data_is_refused(config, tmp_path):
     config.data_root = str(make_synthetic(tmp_path / "other", n=24, size=48, seed=1))
     with pytest.raises(ValueError, match=r"differs in \['data_root'\]"):
         train.fit(config, resume=True, progress=False)
+
+
+def stop_after_first_epoch(history):
+    """An `on_epoch_end` that acts like Ctrl-C once the first epoch is done."""
+    if len(history) == 1:
+        raise KeyboardInterrupt
+
+
+def test_the_training_state_holds_everything_a_step_changes(config):
+    state = train.build_training_state(config, train.build_training_model(config, torch.device("cpu")), 16)
+    assert (state.precision, state.device.type, state.scaler.is_enabled()) == ("fp32", "cpu", False)
+    assert state.step_model is state.model and state.augment.strength == config.augment_strength
+
+
+def test_a_training_step_changes_the_weights_and_advances_the_schedule(config):
+    state = train.build_training_state(config, train.build_training_model(config, torch.device("cpu")), 16)
+    before = [parameter.detach().clone() for parameter in state.model.parameters()]
+    lr_before = state.scheduler.get_last_lr()[0]
+    images, masks = torch.rand(4, 3, 32, 32), torch.randint(0, 2, (4, 32, 32), dtype=torch.uint8)
+    loss = train.training_step(state, images, masks)
+    assert loss.ndim == 0 and not loss.requires_grad
+    assert any(not torch.equal(old, new) for old, new in zip(before, state.model.parameters()))
+    assert state.scheduler.get_last_lr()[0] != lr_before
+
+
+def test_bf16_training_on_a_cpu_runs_and_the_checkpoint_says_bf16(config):
+    config.precision = "bf16"
+    result = train.fit(config, progress=False)
+    assert all(math.isfinite(record.train_loss) for record in result.history)
+    assert load_checkpoint(result.last_checkpoint)["precision"] == "bf16"
+
+
+def test_channels_last_batches_give_the_same_loss_as_contiguous_ones(config):
+    losses = []
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        model = train.build_training_model(config, torch.device("cpu")).to(memory_format=memory_format)
+        state = train.build_training_state(config, model, 16)
+        images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        masks = (images[:, 0] > 0.5).to(torch.uint8)
+        losses.append(train.training_step(state, images.contiguous(memory_format=memory_format), masks))
+    assert losses[0].item() == pytest.approx(losses[1].item(), rel=1e-4)
+
+
+def test_a_compiled_model_trains_and_saves_plain_weights(config):
+    config.compile, config.epochs, config.train_limit = True, 1, 8
+    result = train.fit(config, progress=False)
+    saved = load_checkpoint(result.last_checkpoint)["state_dict"]
+    assert not any(key.startswith("_orig_mod.") for key in saved)
+    assert math.isfinite(result.history[0].train_loss)
+
+
+def test_an_fp16_loss_scaler_state_is_saved_and_resumed(config, monkeypatch):
+    config.precision = "fp16"
+    train.fit(config, progress=False, on_epoch_end=stop_after_first_epoch)
+    last = train.run_dir_for(config) / "last.pt"
+    checkpoint = load_checkpoint(last)
+    assert "scale" in checkpoint["scaler"]  # an enabled scaler's state was saved (a disabled one saves {})
+    checkpoint["scaler"]["scale"] = saved_scale = 1024.0  # as if many overflows had lowered it
+    save_checkpoint(checkpoint, last)
+    resumed_scales = []
+    real_load = train.TrainingState.load_optimization_state
+
+    def remember_scale(state, checkpoint):
+        real_load(state, checkpoint)
+        resumed_scales.append(state.scaler.get_scale())
+
+    monkeypatch.setattr(train.TrainingState, "load_optimization_state", remember_scale)
+    result = train.fit(config, resume=True, progress=False)
+    assert resumed_scales == [saved_scale]
+    assert [record.epoch for record in result.history] == [1, 2]
+
+
+def test_resume_in_another_precision_is_refused_naming_the_saved_one(config):
+    config.precision = "bf16"
+    train.fit(config, progress=False, on_epoch_end=stop_after_first_epoch)
+    config.precision = "fp32"
+    with pytest.raises(ValueError, match=r"trained in bf16 .* --precision bf16"):
+        train.fit(config, resume=True, progress=False)
+
+
+def test_resume_with_auto_precision_that_resolves_alike_is_allowed(config):
+    config.precision = "fp32"
+    train.fit(config, progress=False, on_epoch_end=stop_after_first_epoch)
+    config.precision = "auto"  # fp32 on this CPU, as before
+    assert [record.epoch for record in train.fit(config, resume=True, progress=False).history] == [1, 2]
+
+
+def test_an_optimizer_state_saved_on_a_gpu_does_not_make_the_cpu_optimizer_fused(config):
+    """A GPU run saves AdamW with fused=True; loading it as it is would carry that onto CPU weights."""
+    state = train.build_training_state(config, train.build_training_model(config, torch.device("cpu")), 16)
+    saved = state.optimization_state()
+    saved["optimizer"]["param_groups"] = [{**group, "fused": True} for group in saved["optimizer"]["param_groups"]]
+    state.load_optimization_state(saved)
+    assert not state.optimizer.param_groups[0]["fused"]
+
+
+def test_epoch_records_round_trip_through_the_history_file(config):
+    from labkit.history import read_history
+
+    result = train.fit(config, progress=False)
+    assert read_history(result.run_dir) == result.history
+
+
+def test_resuming_removes_the_out_of_date_interrupted_checkpoint(config):
+    train.fit(config, progress=False, on_epoch_end=stop_after_first_epoch)
+    interrupted = train.run_dir_for(config) / "interrupted.pt"
+    assert interrupted.is_file()
+    train.fit(config, resume=True, progress=False)
+    assert not interrupted.exists()

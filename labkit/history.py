@@ -1,0 +1,46 @@
+"""What one epoch of training measured, and the history files written beside the checkpoints."""
+
+import csv
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One row of a training history: the epoch's training loss and its validation scores."""
+
+    epoch: int  # 1-based
+    lr: float  # the learning rate at the end of the epoch
+    train_loss: float  # mean over the epoch's training images
+    valid_dice: float  # mean per-image Dice on the valid split: the number best.pt is chosen by
+    valid_iou: float
+    valid_dice_dataset: float  # Dice of all valid pixels pooled
+    epoch_seconds: float  # training time of the epoch, validation excluded
+    train_images_per_second: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "EpochRecord":
+        """A record from a checkpoint's or history.json's row (unknown keys are ignored)."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def write_history(history: list[EpochRecord], run_dir: Path) -> None:
+    """history.json and history.csv beside the checkpoints, for plots and spreadsheets."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rows = [record.to_dict() for record in history]
+    (run_dir / "history.json").write_text(json.dumps(rows, indent=2))
+    with open(run_dir / "history.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=[field.name for field in dataclasses.fields(EpochRecord)])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_history(run_dir: Path) -> list[EpochRecord]:
+    """The records in a run folder's history.json."""
+    return [EpochRecord.from_dict(row) for row in json.loads((Path(run_dir) / "history.json").read_text())]
