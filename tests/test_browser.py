@@ -105,11 +105,12 @@ def test_figure_sliders_fail_the_cell_when_the_first_picture_cannot_be_drawn(mon
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("LABKIT_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
+    """$LABKIT_CHROMIUM if set, else Debian's Chromium."""
+    if os.environ.get("LABKIT_CHROMIUM"):
+        candidates = [os.environ["LABKIT_CHROMIUM"]]
+    else:
+        candidates = ["/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")]
+    return next((candidate for candidate in candidates if candidate and Path(candidate).is_file()), None)
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +123,10 @@ def chromium() -> str:
         missing.append("the playwright package (pip install -e '.[browser]')")
     path = chromium_path()
     if path is None:
-        missing.append("Chromium (apt-get install chromium, or set LABKIT_CHROMIUM)")
+        missing.append(f"Chromium ({os.environ.get('LABKIT_CHROMIUM') or 'apt-get install chromium'} not found)")
     if missing:
         message = "browser tests need " + " and ".join(missing)
-        if os.environ.get("CI"):
+        if os.environ.get("CI", "").lower() not in {"", "0", "false"}:
             pytest.fail(f"{message}; CI must run them, not skip them", pytrace=False)
         pytest.skip(message)
     return path
@@ -339,20 +340,29 @@ def slider_parts(page, key: str, description: str):
 PICTURE = ".widget-interact .jp-OutputArea-output img"
 
 
+def wait_for_picture(widget_cell, selector: str, what: str) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    try:
+        widget_cell.locator(selector).wait_for()
+    except PlaywrightTimeoutError:
+        shown = widget_cell.locator(".widget-interact").inner_text()
+        raise AssertionError(f"{what} within {REDRAW_SECONDS} s; the slider cell shows:\n{shown[-2000:]}") from None
+
+
 def redrawn(page, widget_cell, move, shot: Path) -> tuple[str, str]:
     """The picture's PNG before and after `move`, once a new picture has replaced the old one."""
+    wait_for_picture(widget_cell, PICTURE, "no picture under the sliders")
     picture = widget_cell.locator(PICTURE)
-    picture.wait_for()
     before = picture.get_attribute("src")
     picture.evaluate("image => { image.dataset.seenBefore = 'yes'; }")
     move()
     try:
-        widget_cell.locator(f"{PICTURE}:not([data-seen-before])").wait_for()
+        wait_for_picture(widget_cell, f"{PICTURE}:not([data-seen-before])", "the slider moved but no new picture came")
         page.wait_for_timeout(1500)  # a drag sends several values; let the last picture arrive
-        after = widget_cell.locator(PICTURE).get_attribute("src")
+        return before, widget_cell.locator(PICTURE).get_attribute("src")
     finally:
         page.screenshot(path=shot)
-    return before, after
 
 
 @pytest.mark.parametrize(("key", "description"), SLIDERS)
