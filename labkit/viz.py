@@ -367,9 +367,9 @@ def figure_sliders(draw: Callable[..., Figure], **sliders) -> None:
     """Show `draw(**values)` under sliders that redraw it whenever one moves (`ipywidgets.interact`
     for a function that returns a Figure).
 
-    The cell's output carries, next to the widget, a PNG of the first picture. Jupyter shows the
-    widget where it can and the PNG elsewhere: in a notebook that is not trusted yet (opened, not
-    run), in a rendered copy (GitHub, nbviewer), or when the widget cannot be displayed.
+    The cell's output carries, next to the widget, a PNG of the first picture. JupyterLab shows the
+    widget once the notebook is trusted (its cells run) and the PNG before, when it shows only
+    safe outputs; rendered copies (GitHub, nbviewer) show the PNG too.
     The first picture is drawn here, outside the widget, so an error in `draw` fails the cell.
 
     Args:
