@@ -1,12 +1,16 @@
 """Figures for the notebooks and reports: every function returns a Figure and never calls plt.show().
 
 Figures are made with `plt.subplots`, so a notebook displays each one once; `save_figure` writes
-it under reports/figures/ with a stable name (`00_samples.png`) that the reports link to.
+it under reports/figures/ with a stable name (`00_samples.png`) that the reports link to, and
+`figure_sliders` puts sliders under a figure that redraw it.
 Inputs are numpy arrays (torch tensors are converted): photos (H, W, 3) uint8, masks (H, W) with
 0 = background, 1 = pet and IGNORE_INDEX (255) = not scored, drawn grey.
 """
 
+import base64
+import io
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -355,3 +359,40 @@ def save_figure(fig: Figure, name: str, folder: str | Path | None = None) -> Pat
     path = folder / f"{name}.png"
     fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
+
+
+def png_base64(fig: Figure) -> str:
+    """The figure as a PNG, base64-encoded as Jupyter stores images, drawn as Jupyter draws it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def figure_sliders(draw: Callable[..., Figure], **sliders) -> None:
+    """Show `draw(**values)` under sliders that redraw it whenever one moves (`ipywidgets.interact`
+    for a function that returns a Figure).
+
+    The cell's output carries, next to the widget, a PNG of the first picture. JupyterLab shows the
+    widget once the notebook is trusted (its cells run) and the PNG before, when it shows only
+    safe outputs; rendered copies (GitHub, nbviewer) show the PNG too.
+    The first picture is drawn here, outside the widget, so an error in `draw` fails the cell.
+
+    Args:
+        draw: takes one keyword argument per slider and returns a new Figure, which is shown once
+            and closed.
+        sliders: the widgets, by `draw`'s argument name, e.g. `index=ipywidgets.IntSlider(0, max=9)`.
+    """
+    import ipywidgets
+    from IPython.display import display
+
+    first = draw(**{name: slider.value for name, slider in sliders.items()})
+    picture = png_base64(first)
+    plt.close(first)
+
+    def show(**values) -> None:
+        fig = draw(**values)
+        display(fig)
+        plt.close(fig)  # shown once above; an open figure would be drawn a second time
+
+    view = ipywidgets.interactive(show, **sliders)
+    display({**view._repr_mimebundle_(), "image/png": picture}, raw=True)
