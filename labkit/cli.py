@@ -12,6 +12,7 @@ from pathlib import Path
 
 from labkit import paths
 from labkit.bench import add_bench_parser, run_bench
+from labkit.data.cache import add_cache_parser, run_cache
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     workbook.add_argument("--in-place", action="store_true", help="store outputs in notebooks/ (maintainers)")
 
     add_bench_parser(commands)
+    add_cache_parser(commands)
     return parser
 
 
@@ -163,7 +165,8 @@ def run_workbook(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"download": run_download, "synthetic": run_synthetic, "train": run_train,
-                "evaluate": run_evaluate, "predict": run_predict, "workbook": run_workbook, "bench": run_bench}
+                "evaluate": run_evaluate, "predict": run_predict, "workbook": run_workbook, "bench": run_bench,
+                "cache": run_cache}
     try:
         return handlers[args.command](args) or 0
     except KeyboardInterrupt:
