@@ -71,9 +71,9 @@ def load_split(
     prefix = cache_prefix(root, split, size)
     files = {part: folder / f"{prefix}{fingerprint[:16]}.{part}.npy" for part in PARTS}
     if all(path.is_file() for path in files.values()):
-        decoded, sizes = (np.load(files[part]) for part in ("images", "trimaps")), np.load(files["sizes"])
+        photos, trimaps, sizes = (np.load(files[part]) for part in PARTS)
         original_sizes = [(int(height), int(width)) for height, width in sizes]
-        return SplitArrays(*decoded, samples, original_sizes, fingerprint)
+        return SplitArrays(photos, trimaps, samples, original_sizes, fingerprint)
     description = f"decoding {split} ({root.name}, {size}px)"
     photos, trimaps, original_sizes = _decode_split(samples, size, split_file, progress, description)
     folder.mkdir(parents=True, exist_ok=True)
