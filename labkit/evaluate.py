@@ -122,8 +122,8 @@ def evaluate(source: ModelSource, split: str = "test", root: str | Path | None =
     model, trained = model_and_info(source, device)
     image_size = trained_image_size(trained, image_size)
     border = trained_border(trained, border)
-    if root is None and trained is not None and trained.config is not None:
-        root = trained.config.data_root
+    if root is None and trained is not None:
+        root = trained.data.get("root")  # resolved when it was trained, so any working folder finds it
     root = data.resolve_root(root)
     arrays = data.load_split(root, split, size=image_size, progress=progress)
     images, masks = data.to_tensors(arrays, border=border)

@@ -185,7 +185,7 @@ def predict_files(source: ModelSource, inputs: list[str | Path] | str | Path,
     report = PredictionReport()
     for source, stem in tqdm(list(zip(sources, output_stems(sources))), desc="predict", disable=not progress):
         try:
-            image = data.load_rgb(source)
+            image = data.load_rgb_as_displayed(source)  # a phone photo as its EXIF orientation shows it
         except UNREADABLE as error:
             report.failed.append((source, one_line(error)))
             continue

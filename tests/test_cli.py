@@ -152,3 +152,13 @@ def test_a_left_out_flag_keeps_the_functions_own_default(trained, monkeypatch, t
     monkeypatch.setattr(evaluate, "evaluate", record)
     assert main(["evaluate", "--checkpoint", str(trained), "--output", str(tmp_path / "out.json")]) == 1
     assert "batch_size" not in calls[0] and "device" not in calls[0]
+
+
+def test_a_checkpoint_trained_with_a_relative_data_path_evaluates_from_another_folder(synthetic_root, tmp_path,
+                                                                                        monkeypatch):
+    monkeypatch.chdir(synthetic_root.parent)
+    assert main(["train", "--profile", "smoke", "--data-path", synthetic_root.name, "--output", str(tmp_path),
+                 "--epochs", "1", "--image-size", "32"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "unet-smoke" / "best.pt"), "--split", "valid",
+                 "--output", str(tmp_path / "scores.json")]) == 0

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import nn
 
 from labkit import predict
@@ -178,3 +178,19 @@ def test_a_checkpoint_path_is_loaded_with_its_training_size(tiny_unet, tmp_path,
     expected = predict_probability(tiny_unet, Image.open(source), image_size=32) > 0.5
     np.testing.assert_array_equal(np.array(Image.open(report.written[0]["mask"])) == 255, expected)
     assert sizes == [32, 32]
+
+
+def test_phone_photo_is_predicted_as_displayed_by_its_exif_orientation(tmp_path):
+    # Stored 53 wide and 37 high; EXIF orientation 6 asks viewers to turn it 90 degrees clockwise.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    source = tmp_path / "phone.jpg"
+    Image.open(save_photo(tmp_path / "stored.png")).save(source, exif=exif)
+    report = predict_files(LeftHalfIsPet(), [source], tmp_path / "out", image_size=32, progress=False)
+    outputs = report.written[0]
+    assert all(Image.open(outputs[kind]).size == (37, 53) for kind in ("mask", "overlay", "cutout"))
+    pet = np.array(Image.open(outputs["mask"])) == 255  # (53, 37): the left half as displayed
+    assert pet[:, :16].all() and not pet[:, 21:].any()
+    with Image.open(source) as stored:
+        displayed = np.array(ImageOps.exif_transpose(stored).convert("RGB"))
+    np.testing.assert_array_equal(np.array(Image.open(outputs["cutout"]))[..., :3][pet], displayed[pet])

@@ -1,0 +1,91 @@
+"""The split files: which photos are in train, valid, trainval and test, read line by line."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from labkit.data.roots import FIX_HINT, resolve_root
+
+SPLITS = ("train", "valid", "trainval", "test")
+SPECIES = {"1": "cat", "2": "dog"}
+LINE_FORMAT = "NAME CLASS_ID SPECIES BREED_ID"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One listed photo: its identity and where its photo and trimap live."""
+
+    name: str  # "Abyssinian_1"
+    breed: str  # "Abyssinian"
+    species: str  # "cat" | "dog"
+    class_id: int  # 1..37
+    image_path: Path
+    trimap_path: Path
+
+
+def split_file_path(root: Path, split: str) -> Path:
+    """The annotations file that lists a split (train and valid both come from trainval.txt)."""
+    return root / "annotations" / ("test.txt" if split == "test" else "trainval.txt")
+
+
+def read_split(root: str | Path | None, split: str) -> list[Sample]:
+    """The samples of one split, in file order.
+
+    valid is every 10th line of trainval.txt (0-based index % 10 == 0, as segmentation_models_pytorch
+    does) and train is the rest, so the official test split stays untouched for the final report.
+
+    Raises:
+        ValueError: the split file lists no photos, has a malformed line, or lists a photo twice
+            (the copy could land in train and valid both and inflate validation Dice).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; choose one of {SPLITS}.")
+    root = resolve_root(root)
+    split_file = split_file_path(root, split)
+    if not split_file.is_file():
+        raise FileNotFoundError(f"Split file {split_file} is missing. To fix it, {FIX_HINT}.")
+    samples = read_split_file(root, split_file)
+    if split == "valid":
+        return samples[::10]
+    if split == "train":
+        return [sample for index, sample in enumerate(samples) if index % 10 != 0]
+    return samples
+
+
+def read_split_file(root: Path, split_file: Path) -> list[Sample]:
+    """Every photo a split file lists, refusing malformed lines, repeats and an empty list."""
+    samples, first_line = [], {}
+    for line_number, line in enumerate(split_file.read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        sample = parse_line(root, line, f"{split_file}, line {line_number}")
+        if sample.name in first_line:
+            raise ValueError(
+                f"{split_file} lists {sample.name} twice, on lines {first_line[sample.name]} and "
+                f"{line_number}. Delete one of the two lines."
+            )
+        first_line[sample.name] = line_number
+        samples.append(sample)
+    if not samples:
+        raise ValueError(
+            f"{split_file} lists no photos. Add one `{LINE_FORMAT}` line per photo, or re-download "
+            "the annotations with `python -m labkit download`."
+        )
+    return samples
+
+
+def parse_line(root: Path, line: str, where: str) -> Sample:
+    """One `NAME CLASS_ID SPECIES BREED_ID` line as a Sample; `where` names it in errors."""
+    fields = line.split()
+    if len(fields) < 3 or not fields[1].isdigit() or fields[2] not in SPECIES:
+        raise ValueError(
+            f"{where}: expected `{LINE_FORMAT}`, got {line!r}. Re-download the annotations or fix the line."
+        )
+    name = fields[0]
+    return Sample(
+        name=name,
+        breed=name.rsplit("_", 1)[0],
+        species=SPECIES[fields[2]],
+        class_id=int(fields[1]),
+        image_path=root / "images" / f"{name}.jpg",
+        trimap_path=root / "annotations" / "trimaps" / f"{name}.png",
+    )

@@ -1,0 +1,70 @@
+"""labkit.data.splits: which photos each split lists, and split files that are refused."""
+
+import pytest
+
+from labkit.data.splits import SPLITS, read_split
+
+from fake_pets import fake_root, names, write_pet, write_split_file  # noqa: F401 (fake_root is a fixture)
+
+def test_valid_is_every_tenth_line_of_trainval(fake_root):
+    trainval = names(read_split(fake_root, "trainval"))
+    assert names(read_split(fake_root, "valid")) == [trainval[0], trainval[10], trainval[20]]
+
+
+def test_train_and_valid_are_disjoint_and_together_are_trainval(fake_root):
+    train = names(read_split(fake_root, "train"))
+    valid = names(read_split(fake_root, "valid"))
+    assert not set(train) & set(valid)
+    assert sorted(train + valid) == sorted(names(read_split(fake_root, "trainval")))
+
+
+def test_test_split_reads_test_txt(fake_root):
+    assert names(read_split(fake_root, "test")) == ["Tabby_23", "Tabby_24", "Tabby_25"]
+
+
+def test_comment_and_blank_lines_are_skipped(fake_root):
+    path = fake_root / "annotations" / "test.txt"
+    path.write_text("# a comment\n\nTabby_23 1 1 1\n   \n#Tabby_24 1 1 1\nTabby_25 1 1 1\n")
+    assert names(read_split(fake_root, "test")) == ["Tabby_23", "Tabby_25"]
+
+
+def test_sample_fields_come_from_the_split_line(fake_root):
+    write_pet(fake_root, "american_pit_bull_terrier_12")
+    (fake_root / "annotations" / "test.txt").write_text("american_pit_bull_terrier_12 3 2 2\n")
+    (sample,) = read_split(fake_root, "test")
+    assert (sample.breed, sample.species, sample.class_id) == ("american_pit_bull_terrier", "dog", 3)
+    assert sample.image_path == fake_root / "images" / "american_pit_bull_terrier_12.jpg"
+    assert sample.trimap_path == fake_root / "annotations" / "trimaps" / "american_pit_bull_terrier_12.png"
+
+
+def test_unknown_split_is_rejected_with_the_valid_choices(fake_root):
+    with pytest.raises(ValueError, match="validation") as error:
+        read_split(fake_root, "validation")
+    assert all(split in str(error.value) for split in SPLITS)
+
+
+def test_malformed_split_line_names_the_file_and_line(fake_root):
+    (fake_root / "annotations" / "test.txt").write_text("Tabby_23 1 1 1\nTabby_24\n")
+    with pytest.raises(ValueError, match=r"test\.txt, line 2"):
+        read_split(fake_root, "test")
+
+
+def test_photo_listed_twice_is_refused_naming_the_file_and_both_lines(fake_root):
+    # Lines 3 and 14 (after the two header lines): indices 0 and 11, one in valid, one in train.
+    write_split_file(fake_root, "trainval.txt", [f"Tabby_{index}" for index in range(11)] + ["Tabby_0"])
+    with pytest.raises(ValueError) as error:
+        read_split(fake_root, "train")
+    message = str(error.value)
+    assert "trainval.txt" in message and "Tabby_0" in message and "lines 3 and 14" in message
+
+
+def test_split_file_listing_no_photos_is_refused_with_the_fix(fake_root):
+    write_split_file(fake_root, "test.txt", [])  # the header comments only
+    with pytest.raises(ValueError, match=r"test\.txt lists no photos") as error:
+        read_split(fake_root, "test")
+    assert "python -m labkit download" in str(error.value)
+
+
+def test_shared_sample_split_sizes(shared_sample):
+    sizes = {split: len(read_split(shared_sample, split)) for split in SPLITS}
+    assert sizes == {"trainval": 200, "train": 180, "valid": 20, "test": 101}
