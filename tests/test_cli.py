@@ -21,7 +21,8 @@ def trained(synthetic_root, tmp_path_factory):
     return output / "unet-smoke" / "best.pt"
 
 
-@pytest.mark.parametrize("command", ["download", "synthetic", "train", "evaluate", "predict", "workbook", "bench"])
+@pytest.mark.parametrize("command", ["download", "synthetic", "train", "evaluate", "predict", "workbook", "bench",
+                                     "cache"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
