@@ -67,9 +67,9 @@ def test_missing_checkpoint_exits_with_one_line_and_no_traceback(tmp_path):
     assert "Traceback" not in finished.stderr
 
 
-def test_unknown_profile_exits_with_one_line(tmp_path):
+def test_unknown_profile_is_refused_by_the_parser_with_the_choices(tmp_path):
     finished = run_cli("train", "--profile", "fastest", "--output", str(tmp_path))
-    assert finished.returncode == 1 and "unknown profile 'fastest'" in finished.stderr
+    assert finished.returncode == 2 and "invalid choice: 'fastest'" in finished.stderr and "smoke" in finished.stderr
     assert "Traceback" not in finished.stderr
 
 
