@@ -21,6 +21,7 @@ from labkit.checkpoint import CheckpointError
 from labkit.config import PROFILES
 from labkit.data import BORDER_MODES, SPLITS
 from labkit.device import PRECISIONS
+from labkit.lab import add_lab_parsers, run_grade, run_release
 from labkit.models import MODELS
 from labkit.run_folder import RunFolderBusy
 
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     workbook.add_argument("--in-place", action="store_true", help="store outputs in notebooks/ (maintainers)")
 
     add_bench_parser(commands)
+    add_lab_parsers(commands)
     add_debug_flag(parser)
     return parser
 
@@ -208,7 +210,8 @@ def is_user_error(error: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"download": run_download, "synthetic": run_synthetic, "train": run_train,
-                "evaluate": run_evaluate, "predict": run_predict, "workbook": run_workbook, "bench": run_bench}
+                "evaluate": run_evaluate, "predict": run_predict, "workbook": run_workbook, "bench": run_bench,
+                "release": run_release, "grade": run_grade}
     try:
         return handlers[args.command](args) or 0
     except KeyboardInterrupt:
