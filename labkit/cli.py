@@ -22,6 +22,7 @@ from labkit.config import PROFILES
 from labkit.data import BORDER_MODES, SPLITS
 from labkit.data.cache import add_cache_parser, run_cache
 from labkit.device import PRECISIONS
+from labkit.lab import add_lab_parsers, run_grade, run_release
 from labkit.models import MODELS
 from labkit.run_folder import RunFolderBusy
 
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_parser(commands)
     add_cache_parser(commands)
+    add_lab_parsers(commands)
     add_debug_flag(parser)
     return parser
 
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"download": run_download, "synthetic": run_synthetic, "train": run_train,
                 "evaluate": run_evaluate, "predict": run_predict, "workbook": run_workbook, "bench": run_bench,
-                "cache": run_cache}
+                "cache": run_cache, "release": run_release, "grade": run_grade}
     try:
         return handlers[args.command](args) or 0
     except KeyboardInterrupt:
