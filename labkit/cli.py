@@ -95,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     synthetic = commands.add_parser("synthetic", help="write the synthetic dataset (official layout)")
     synthetic.add_argument("--output", dest="root", help="folder (default: data/synthetic)")
-    synthetic.add_argument("--count", type=int, default=240, help="number of photos")
-    synthetic.add_argument("--size", type=int, default=160, help="approximate photo size in pixels")
-    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--count", dest="n", type=int, help="number of photos (default 240)")
+    synthetic.add_argument("--size", type=int, help="approximate photo size in pixels (default 160)")
+    synthetic.add_argument("--seed", type=int)
 
     add_train_parser(commands)
     add_evaluate_parser(commands)
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     workbook = commands.add_parser("workbook", help="execute notebooks 00-06 into reports/notebooks/")
     workbook.add_argument("--profile", choices=PROFILE_CHOICES, default="auto")
-    workbook.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+    workbook.add_argument("--timeout", type=int, help="seconds allowed per cell (default 3600)")
     workbook.add_argument("--in-place", action="store_true", help="store outputs in notebooks/ (maintainers)")
 
     add_bench_parser(commands)
@@ -135,7 +135,7 @@ def run_download(args) -> None:
 def run_synthetic(args) -> None:
     from labkit.data import make_synthetic, synthetic_root
 
-    root = make_synthetic(args.root or synthetic_root(), n=args.count, size=args.size, seed=args.seed)
+    root = make_synthetic(args.root or synthetic_root(), **given(args, "n", "size", "seed"))
     print(f"synthetic dataset written to {root}")
 
 
@@ -190,7 +190,7 @@ def run_predict(args) -> int:
 def run_workbook(args) -> None:
     from labkit.workbook import run_notebooks
 
-    run_notebooks(profile=args.profile, timeout=args.timeout, in_place=args.in_place)
+    run_notebooks(profile=args.profile, in_place=args.in_place, **given(args, "timeout"))
 
 
 def explain(error: BaseException) -> str:
