@@ -173,12 +173,12 @@ def predict_files(source: ModelSource, inputs: list[str | Path] | str | Path,
     """
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold is a probability between 0 and 1, got {threshold}")
-    model, trained = model_and_info(source, device)
-    image_size = trained_image_size(trained, image_size)
     sources = find_images(inputs)
     if not sources:
         names = ", ".join(map(str, as_paths(inputs)))
         raise ValueError(f"no image files found in {names}; give photos or folders that hold them")
+    model, trained = model_and_info(source, device)
+    image_size = trained_image_size(trained, image_size)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 

@@ -103,6 +103,13 @@ def test_notebook_kernels_talk_over_local_sockets_not_tcp_ports(tmp_path):
     assert nbformat.read(tmp_path / "executed.ipynb", as_version=4).cells[0].outputs[0]["text"] == "ipc\n"
 
 
+def record_of_epoch(epoch: int):
+    from labkit.history import EpochRecord
+
+    return EpochRecord(epoch=epoch, lr=1e-3, train_loss=1.0, valid_dice=0.5, valid_iou=0.4, valid_dice_dataset=0.5,
+                       epoch_seconds=1.0, train_images_per_second=10.0)
+
+
 def test_live_curves_skip_redraws_over_their_time_share_but_draw_the_last_epoch(monkeypatch):
     import matplotlib.pyplot as plt
 
@@ -115,7 +122,7 @@ def test_live_curves_skip_redraws_over_their_time_share_but_draw_the_last_epoch(
     redraw = workbook.live_curves("unet", epochs=4)
     history = []
     for epoch in range(1, 5):
-        history.append({"epoch": epoch})
+        history.append(record_of_epoch(epoch))
         redraw(history)
     assert drawn == [1, 4]
 
@@ -124,5 +131,5 @@ def test_live_curves_outside_a_notebook_draw_nothing():
     import matplotlib.pyplot as plt
 
     open_figures = len(plt.get_fignums())
-    workbook.live_curves("unet", epochs=1)([{"epoch": 1}])  # no display to draw into: no error either
+    workbook.live_curves("unet", epochs=1)([record_of_epoch(1)])  # no display to draw into: no error either
     assert len(plt.get_fignums()) == open_figures
