@@ -5,10 +5,9 @@ each step indexes a batch, augments and normalises it on the same device and fee
 no data loader sits between the photos and the GPU. Everything a step reads or changes is one
 `TrainingState`; `fit` builds it, runs epochs (train, then validate), and writes `last.pt` and
 (when validation Dice improved) `best.pt` as often as a tenth of the run's time allows (see
-`CheckpointWriter`). Ctrl-C saves `interrupted.pt` and returns what was done so far.
+`labkit.run_folder.CheckpointWriter`). Ctrl-C saves `interrupted.pt` and returns what was done so far.
 """
 
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from tqdm.auto import tqdm
 
 from labkit import data, paths
 from labkit.augment import AugmentConfig, augment_batch
-from labkit.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from labkit.checkpoint import load_checkpoint, make_checkpoint
 from labkit.config import TrainConfig
 from labkit.device import autocast, grad_scaler, resolve_device, resolve_precision
 from labkit.evaluate import score_tensors
@@ -29,7 +28,7 @@ from labkit.history import EpochRecord, write_history
 from labkit.losses import SegmentationLoss
 from labkit.models import build_model
 from labkit.pretrained import load_pretrained_encoder
-from labkit.run_folder import claimed
+from labkit.run_folder import INTERRUPTED, CheckpointWriter, claimed
 
 LOSS_DISPLAY_STEPS = 10  # refresh the progress bar's loss every this many steps
 
@@ -38,8 +37,6 @@ LOSS_DISPLAY_STEPS = 10  # refresh the progress bar's loss every this many steps
 # precision too ("auto" and what it resolved to are the same precision).
 RESUMABLE_DIFFERENCES = {"device", "compile", "output_dir", "data_root", "precision"}
 
-CHECKPOINT_TIME_SHARE = 0.1  # writing checkpoints may take at most this share of a run's time
-INTERRUPTED = "interrupted.pt"  # the weights at Ctrl-C, kept until the run writes last.pt again
 
 # Optimizer options that depend on the device rather than on the run: a checkpoint written on a
 # GPU (fused AdamW) must not carry them onto a CPU, or the other way round.
@@ -295,65 +292,6 @@ def resume_from_last(state: TrainingState, run_dir: Path, config: TrainConfig,
     history = [EpochRecord.from_dict(row) for row in last["history"]]
     best = EpochRecord.from_dict(last["best"]) if last.get("best") else None
     return last["epoch"], history, best
-
-
-class TimeShare:
-    """Lets optional work (writing checkpoints, redrawing plots) run only while it has taken at
-    most `share` of the time since this object was made."""
-
-    def __init__(self, share: float) -> None:
-        self.share = share
-        self.started = time.perf_counter()
-        self.spent = 0.0
-
-    def allows(self) -> bool:
-        return self.spent <= self.share * (time.perf_counter() - self.started)
-
-    @contextlib.contextmanager
-    def spending(self):
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.spent += time.perf_counter() - started
-
-
-class CheckpointWriter:
-    """Writes `best.pt` and `last.pt` into a run folder, spending at most CHECKPOINT_TIME_SHARE
-    of the run's time on it.
-
-    On a CPU an epoch takes seconds and both files are written after every epoch. On a GPU an
-    epoch of a small split takes a fraction of a second, while `last.pt` (weights plus optimiser
-    state, 200-280 MB for the gpu-profile models) takes about 0.4 s to write, so writing every
-    epoch would more than double the run. Then epochs are skipped between writes: the best
-    weights are copied to memory the moment they improve and written at the next write, so a
-    skipped write only moves the resume point back by a few seconds of training.
-    """
-
-    def __init__(self, run_dir: Path, saved_epoch: int = 0) -> None:
-        self.run_dir = run_dir
-        self.time_share = TimeShare(CHECKPOINT_TIME_SHARE)
-        self.pending_best: dict | None = None  # best weights not yet on disk
-        self.saved_epoch = saved_epoch  # the epoch `last.pt` holds
-
-    def due(self) -> bool:
-        return self.time_share.allows()
-
-    def write(self, name: str, checkpoint: dict) -> None:
-        with self.time_share.spending():
-            save_checkpoint(checkpoint, self.run_dir / name)
-
-    def write_best(self) -> None:
-        if self.pending_best is not None:
-            self.write("best.pt", self.pending_best)
-            self.pending_best = None
-
-    def write_last(self, checkpoint: dict) -> None:
-        """Write `last.pt`; an `interrupted.pt` left by an earlier stop is out of date from now on."""
-        self.write_best()
-        self.write("last.pt", checkpoint)
-        self.saved_epoch = checkpoint["epoch"]
-        (self.run_dir / INTERRUPTED).unlink(missing_ok=True)
 
 
 def fit(config: TrainConfig, resume: bool = False, progress: bool = True,

@@ -87,7 +87,7 @@ def live_curves(name: str, epochs: int | None = None) -> Callable[[list[EpochRec
     from IPython.display import display
 
     from labkit import viz
-    from labkit.train import TimeShare
+    from labkit.run_folder import TimeShare
 
     handle = display(display_id=True)  # None outside IPython
     time_share = TimeShare(LIVE_PLOT_TIME_SHARE)

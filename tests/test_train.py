@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchvision
 
-from labkit import train
+from labkit import run_folder, train
 from labkit.checkpoint import load_checkpoint, load_model, save_checkpoint
 from labkit.config import make_config
 from labkit.data import SyntheticDataWarning
@@ -49,7 +49,7 @@ def test_best_checkpoint_holds_the_best_validation_epoch(config):
 
 
 def test_slow_checkpoint_writes_are_skipped_but_the_best_weights_are_kept(config, monkeypatch):
-    monkeypatch.setattr(train, "CHECKPOINT_TIME_SHARE", 0.0)  # any write is over budget: epoch 1 and the last only
+    monkeypatch.setattr(run_folder, "CHECKPOINT_TIME_SHARE", 0.0)  # any write is over budget: epoch 1 and the last only
     dice_per_epoch = iter([0.5, 0.9, 0.7, 0.6])
     weights_per_epoch = []
 
@@ -59,9 +59,9 @@ def test_slow_checkpoint_writes_are_skipped_but_the_best_weights_are_kept(config
         return {"dice": dice, "iou": dice, "dice_dataset": dice}
 
     written = []
-    real_save = train.save_checkpoint
+    real_save = run_folder.save_checkpoint
     monkeypatch.setattr(train, "score_tensors", scored)
-    monkeypatch.setattr(train, "save_checkpoint", lambda checkpoint, path: written.append(path.name) or real_save(checkpoint, path))
+    monkeypatch.setattr(run_folder, "save_checkpoint", lambda checkpoint, path: written.append(path.name) or real_save(checkpoint, path))
     config.epochs = 4
     result = train.fit(config, progress=False)
     assert written == ["best.pt", "last.pt", "best.pt", "last.pt"]
