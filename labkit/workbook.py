@@ -42,6 +42,10 @@ class NotebookRun:
     profile: str
     device: str
 
+    def __repr__(self) -> str:  # the plain-text twin of the record, stored beside it in the notebook
+        return (f"NotebookRun(root={shown_path(self.root)!r}, synthetic={self.synthetic}, "
+                f"profile={self.profile!r}, device={self.device!r})")
+
     def _repr_markdown_(self) -> str:
         lines = [f"**Run record** — data: `{shown_path(self.root)}` ({'synthetic' if self.synthetic else 'real photos'}), "
                  f"profile: `{self.profile}`, device: `{self.device}`, torch {torch.__version__}, "
@@ -107,7 +111,8 @@ def live_curves(name: str, epochs: int | None = None) -> Callable[[list[EpochRec
     time_share = TimeShare(LIVE_PLOT_TIME_SHARE)
 
     def redraw(history: list[EpochRecord]) -> None:
-        final = epochs is not None and history[-1].epoch >= epochs
+        last = history[-1]
+        final = epochs is not None and (last["epoch"] if isinstance(last, dict) else last.epoch) >= epochs
         if handle is None or not (final or time_share.allows()):
             return
         with time_share.spending():

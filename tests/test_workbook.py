@@ -137,3 +137,4 @@ def test_stored_outputs_show_paths_relative_to_the_project(tmp_path, monkeypatch
     record = run._repr_markdown_()
     assert str(tmp_path) not in record and "`../shared/sample`" in record
     assert "CC BY-SA 4.0" in record  # real photos are credited where they appear
+    assert str(tmp_path) not in repr(run)  # the plain-text copy a notebook stores beside the Markdown
