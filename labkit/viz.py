@@ -28,6 +28,9 @@ IGNORE_COLOUR = (128, 128, 128)
 PET_TINT = (0, 110, 255)
 OUTLINE_COLOUR = (255, 0, 220)
 MODEL_NAMES = {"unet": "UNet", "resnet34_unet": "ResNet34-UNet"}
+# Photos compress badly as PNG: grids of photos are drawn at 72 dpi (notebooks store what they
+# show), which keeps a notebook of real photos at a few hundred kB per figure.
+PHOTO_DPI = 72
 MASK_COLOURS = {"background": (0, 0, 0), "pet": (255, 255, 255), "ignored": IGNORE_COLOUR}
 TRIMAP_COLOURS = {1: ("pet", (240, 150, 40)), 2: ("background", (40, 60, 120)), 3: ("border", (250, 240, 120))}
 # Correct pixels are quiet (white pet, black background) so the mistakes stand out in colour.
@@ -165,7 +168,8 @@ def show_samples(images, masks=None, titles=None, columns: int = 4) -> Figure:
     if count == 0:
         raise ValueError("show_samples needs at least one image")
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False, layout="constrained",
+                             dpi=PHOTO_DPI)
     for index, ax in enumerate(axes.flat):
         if index >= count:
             ax.remove()
@@ -185,7 +189,7 @@ def show_trimap(image, trimap, mask) -> Figure:
     for value, (_, rgb) in TRIMAP_COLOURS.items():
         coloured[trimap == value] = rgb
     mask = as_mask(mask, image)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), layout="constrained", dpi=PHOTO_DPI)
     panels = [(image, "photo"), (coloured, "trimap"), (mask_to_rgb(mask), "binary mask")]
     for ax, (picture, title) in zip(axes, panels):
         ax.imshow(picture)
@@ -266,7 +270,8 @@ def show_predictions(images, truths, predictions, titles=None, dice=None) -> Fig
     count = len(images)
     if count == 0:
         raise ValueError("show_predictions needs at least one image")
-    fig, axes = plt.subplots(count, 5, figsize=(13, 2.7 * count + 0.6), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(count, 5, figsize=(13, 2.7 * count + 0.6), squeeze=False, layout="constrained",
+                             dpi=PHOTO_DPI)
     headings = ["photo", "true mask", "predicted mask", "prediction on photo", "errors"]
     for row, ax_row in enumerate(axes):
         image = as_image(images[row])
