@@ -97,9 +97,9 @@ def check_mask(image: Image.Image, mask: np.ndarray) -> np.ndarray:
     return mask.astype(bool)
 
 
-def overlay(image: Image.Image, mask: np.ndarray, color: tuple[int, int, int] = (255, 64, 0),
+def overlay(image: Image.Image, mask: np.ndarray, color: tuple[int, int, int] = (0, 110, 255),
             alpha: float = 0.5) -> Image.Image:
-    """The photo with the predicted pet tinted in `color`, to judge a mask at a glance.
+    """The photo with the predicted pet tinted in `color` (blue: no coat is blue), to judge a mask at a glance.
 
     Args:
         mask: (H, W), nonzero or True where the pet is.

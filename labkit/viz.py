@@ -23,12 +23,37 @@ from labkit import paths
 from labkit.metrics import IGNORE_INDEX
 
 IGNORE_COLOUR = (128, 128, 128)
+# Pets are mostly brown, orange, black, grey or white: a blue tint and a magenta outline stand out
+# against every coat and against most backgrounds, where an orange tint vanished on orange fur.
+PET_TINT = (0, 110, 255)
+OUTLINE_COLOUR = (255, 0, 220)
+MODEL_NAMES = {"unet": "UNet", "resnet34_unet": "ResNet34-UNet"}
+# Photos compress badly as PNG: grids of photos are drawn at 72 dpi (notebooks store what they
+# show), which keeps a notebook of real photos at a few hundred kB per figure.
+PHOTO_DPI = 72
 MASK_COLOURS = {"background": (0, 0, 0), "pet": (255, 255, 255), "ignored": IGNORE_COLOUR}
 TRIMAP_COLOURS = {1: ("pet", (240, 150, 40)), 2: ("background", (40, 60, 120)), 3: ("border", (250, 240, 120))}
 # Correct pixels are quiet (white pet, black background) so the mistakes stand out in colour.
 ERROR_COLOURS = {"true positive": (235, 235, 235), "false positive (extra pet)": (230, 40, 40),
                  "false negative (missed pet)": (40, 110, 255), "true negative": (0, 0, 0),
                  "ignored": IGNORE_COLOUR}
+
+
+def model_label(key: str) -> str:
+    """'resnet34_unet' -> 'ResNet34-UNet': the name a reader knows, for titles and legends."""
+    return MODEL_NAMES.get(key, key)
+
+
+def standard_error(values) -> float:
+    """Standard error of a mean, s / sqrt(n) (0 for a single value)."""
+    values = np.asarray(values, float)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def zoomed_limits(low: float, high: float, margin: float = 0.15) -> tuple[float, float]:
+    """Axis limits around [low, high] with a margin, clipped to [0, 1]: differences of 0.01 stay visible."""
+    span = max(high - low, 0.02)
+    return max(0.0, low - margin * span), min(1.0, high + margin * span)
 
 
 def to_numpy(array) -> np.ndarray:
@@ -80,14 +105,34 @@ def clean_axis(ax: plt.Axes) -> None:
         spine.set_visible(False)
 
 
-def overlay_mask(image, mask, color=(255, 64, 0), alpha: float = 0.45) -> np.ndarray:
-    """The photo with pet pixels tinted `color` (ignored pixels tinted grey); background unchanged."""
+def mask_outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
+    """Pet pixels within `width` pixels of the background: the inner edge of the mask, (H, W) bool."""
+    pet = mask == 1
+    inner = pet.copy()
+    for _ in range(width):
+        shrunk = inner.copy()
+        shrunk[1:] &= inner[:-1]
+        shrunk[:-1] &= inner[1:]
+        shrunk[:, 1:] &= inner[:, :-1]
+        shrunk[:, :-1] &= inner[:, 1:]
+        shrunk[[0, -1], :] = False
+        shrunk[:, [0, -1]] = False
+        inner = shrunk
+    return pet & ~inner
+
+
+def overlay_mask(image, mask, color=PET_TINT, alpha: float = 0.4, outline=OUTLINE_COLOUR) -> np.ndarray:
+    """The photo with pet pixels tinted `color` and their edge drawn in `outline` (None: no edge);
+    ignored pixels tinted grey, background unchanged. The edge is about 1/150 of the photo's
+    shorter side (at least one pixel), inside the mask, so the fur it covers stays visible."""
     image = as_image(image)
     mask = as_mask(mask, image)
     blended = image.astype(np.float32)
     for value, tint in ((1, color), (IGNORE_INDEX, IGNORE_COLOUR)):
         where = mask == value
         blended[where] = (1 - alpha) * blended[where] + alpha * np.asarray(tint, np.float32)
+    if outline is not None:
+        blended[mask_outline(mask, max(1, round(min(mask.shape) / 150)))] = outline
     return np.rint(blended).astype(np.uint8)
 
 
@@ -123,7 +168,8 @@ def show_samples(images, masks=None, titles=None, columns: int = 4) -> Figure:
     if count == 0:
         raise ValueError("show_samples needs at least one image")
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False, layout="constrained",
+                             dpi=PHOTO_DPI)
     for index, ax in enumerate(axes.flat):
         if index >= count:
             ax.remove()
@@ -143,7 +189,7 @@ def show_trimap(image, trimap, mask) -> Figure:
     for value, (_, rgb) in TRIMAP_COLOURS.items():
         coloured[trimap == value] = rgb
     mask = as_mask(mask, image)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), layout="constrained", dpi=PHOTO_DPI)
     panels = [(image, "photo"), (coloured, "trimap"), (mask_to_rgb(mask), "binary mask")]
     for ax, (picture, title) in zip(axes, panels):
         ax.imshow(picture)
@@ -190,26 +236,29 @@ def plot_foreground_fraction(fractions, labels=None) -> Figure:
     return fig
 
 
-def plot_history(histories: dict[str, list]) -> Figure:
-    """Training loss and validation Dice against epoch, one line per run, best epoch starred.
+def plot_history(histories: dict[str, list], unit: str = "epoch", dice_label: str = "validation Dice") -> Figure:
+    """Training loss and validation Dice against epoch (or `unit`), one line per run, best starred.
 
     Args:
-        histories: {run label: its `EpochRecord`s (or rows of history.csv as dicts)}.
+        histories: {run label or model key: its `EpochRecord`s (or rows of history.csv as dicts)}.
+        unit: the rows' key for the x axis ("epoch", or "step" for a loop that is not in epochs).
+        dice_label: what the Dice is measured on, for the right panel's labels.
     """
     fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for index, (label, history) in enumerate(histories.items()):
         history = [row.to_dict() if hasattr(row, "to_dict") else row for row in history]
-        missing = {"epoch", "train_loss", "valid_dice"} - set(history[0] if history else {})
+        missing = {unit, "train_loss", "valid_dice"} - set(history[0] if history else {})
         if missing:
             raise ValueError(f"history of run {label!r} lacks {sorted(missing)}; pass the rows of history.csv")
-        epochs = [row["epoch"] for row in history]
+        epochs = [row[unit] for row in history]
+        label = model_label(label)
         dice = [row["valid_dice"] for row in history]
         best = int(np.argmax(dice))
         loss_ax.plot(epochs, [row["train_loss"] for row in history], color=f"C{index}", label=label)
-        dice_ax.plot(epochs, dice, color=f"C{index}", label=f"{label} (best {dice[best]:.3f}, epoch {epochs[best]})")
+        dice_ax.plot(epochs, dice, color=f"C{index}", label=f"{label} (best {dice[best]:.3f}, {unit} {epochs[best]})")
         dice_ax.plot(epochs[best], dice[best], "*", color=f"C{index}", markersize=14, markeredgecolor="k")
-    loss_ax.set(xlabel="epoch", ylabel="training loss", title="Training loss")
-    dice_ax.set(xlabel="epoch", ylabel="validation Dice", title="Validation Dice (star = best epoch)")
+    loss_ax.set(xlabel=unit, ylabel="training loss", title="Training loss")
+    dice_ax.set(xlabel=unit, ylabel=dice_label, title=f"{dice_label[0].upper()}{dice_label[1:]} (star = best {unit})")
     for ax in (loss_ax, dice_ax):
         ax.grid(alpha=0.3)
         ax.legend()
@@ -221,7 +270,8 @@ def show_predictions(images, truths, predictions, titles=None, dice=None) -> Fig
     count = len(images)
     if count == 0:
         raise ValueError("show_predictions needs at least one image")
-    fig, axes = plt.subplots(count, 5, figsize=(13, 2.7 * count + 0.6), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(count, 5, figsize=(13, 2.7 * count + 0.6), squeeze=False, layout="constrained",
+                             dpi=PHOTO_DPI)
     headings = ["photo", "true mask", "predicted mask", "prediction on photo", "errors"]
     for row, ax_row in enumerate(axes):
         image = as_image(images[row])
@@ -255,25 +305,36 @@ def mean_by(rows: list[dict], group: str, key: str) -> dict[str, float]:
 
 
 def plot_per_breed(per_image: dict[str, list[dict]], key: str = "dice") -> Figure:
-    """Mean Dice per breed as horizontal bars, one bar per model, best breeds on top.
+    """Mean Dice per breed as horizontal bars with their standard error over photos, one bar per
+    model, easiest breeds on top. The axis is zoomed to the bars, so differences of 0.01 show.
 
     Args:
-        per_image: model label -> per-image rows with keys breed, species and `key`.
+        per_image: model key -> per-image rows with keys breed, species and `key`.
     """
-    means = {model: mean_by(rows, "breed", key) for model, rows in per_image.items()}
+    scores = {model: defaultdict(list) for model in per_image}
+    for model, rows in per_image.items():
+        for row in rows:
+            scores[model][row["breed"]].append(row[key])
     species = {row["breed"]: row["species"] for rows in per_image.values() for row in rows}
-    breeds = sorted(species, key=lambda breed: np.mean([m[breed] for m in means.values() if breed in m]))
-    height = 0.8 / len(means)
-    fig, ax = plt.subplots(figsize=(8, 1 + 0.22 * len(breeds) * len(means) ** 0.5), layout="constrained")
-    for index, (model, by_breed) in enumerate(means.items()):
-        positions = np.arange(len(breeds)) - (index - (len(means) - 1) / 2) * height  # first model on top
-        ax.barh(positions, [by_breed.get(breed, np.nan) for breed in breeds], height=height, color=f"C{index}",
-                label=f"{model} (mean over images {np.mean([r[key] for r in per_image[model]]):.3f})")
+    breeds = sorted(species, key=lambda breed: np.mean([np.mean(s[breed]) for s in scores.values() if breed in s]))
+    height = 0.8 / len(scores)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.22 * len(breeds) * len(scores) ** 0.5), layout="constrained")
+    lows, highs = [], []
+    for index, (model, by_breed) in enumerate(scores.items()):
+        positions = np.arange(len(breeds)) - (index - (len(scores) - 1) / 2) * height  # first model on top
+        means = np.array([np.mean(by_breed[breed]) if breed in by_breed else np.nan for breed in breeds])
+        errors = np.array([standard_error(by_breed[breed]) if breed in by_breed else 0.0 for breed in breeds])
+        lows.append(np.nanmin(means - errors))
+        highs.append(np.nanmax(means + errors))
+        everything = [row[key] for row in per_image[model]]
+        ax.barh(positions, means, height=height, xerr=errors, color=f"C{index}", ecolor="0.2", capsize=3,
+                label=f"{model_label(model)} (all photos {np.mean(everything):.3f} ± {standard_error(everything):.3f})")
     ax.set_yticks(np.arange(len(breeds)), [f"{breed} ({species[breed]})" for breed in breeds], fontsize=8)
-    ax.set(xlim=(0, 1), ylim=(-0.6, len(breeds) - 0.4), xlabel=f"mean {display_name(key)} per breed",
-           title="Which breeds are hardest? (easiest on top)")
+    ax.set(xlim=zoomed_limits(min(lows), max(highs)), ylim=(-0.6, len(breeds) - 0.4),
+           xlabel=f"mean {display_name(key)} per breed (± standard error over photos)",
+           title="Which breeds are hardest? (easiest on top; the axis does not start at 0)")
     ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="outside lower center", ncol=len(means), frameon=False, fontsize=9)
+    fig.legend(loc="outside lower center", ncol=len(scores), frameon=False, fontsize=9)
     return fig
 
 
@@ -284,7 +345,7 @@ def plot_dice_histogram(per_image: dict[str, list[dict]], key: str = "dice") -> 
     bins = np.linspace(min(lowest, 0.9), 1, 31)
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     for index, (model, values) in enumerate(scores.items()):
-        ax.hist(values, bins=bins, alpha=0.45, color=f"C{index}", label=f"{model} (mean {values.mean():.3f})")
+        ax.hist(values, bins=bins, alpha=0.45, color=f"C{index}", label=f"{model_label(model)} (mean {values.mean():.3f})")
         ax.axvline(values.mean(), color=f"C{index}", linestyle="--")
     ax.set(xlabel=f"{display_name(key)} per image (dashed: mean)", ylabel="images",
            title=f"{display_name(key)} per image")
@@ -301,7 +362,7 @@ def plot_threshold_sweep(thresholds, scores: dict[str, list[float]]) -> Figure:
         values = np.asarray(values, float)
         best = int(np.argmax(values))
         ax.plot(thresholds, values, color=f"C{index}", marker=".",
-                label=f"{model} (best {values[best]:.3f} at {thresholds[best]:.2f})")
+                label=f"{model_label(model)} (best {values[best]:.3f} at {thresholds[best]:.2f})")
         ax.plot(thresholds[best], values[best], "*", color=f"C{index}", markersize=14, markeredgecolor="k")
     ax.axvline(0.5, color="0.5", linestyle=":", label="default threshold 0.5")
     ax.set(xlabel="threshold on the predicted probability", ylabel="Dice", title="Dice against threshold")
@@ -310,22 +371,83 @@ def plot_threshold_sweep(thresholds, scores: dict[str, list[float]]) -> Figure:
     return fig
 
 
-def plot_speed_comparison(rows: list[dict], value_keys=("images_per_second",), label_key: str = "label") -> Figure:
-    """Horizontal bars of images per second for each setting, one bar per measurement in value_keys."""
-    labels = [str(row[label_key]) for row in rows]
+def plot_speed_comparison(rows: list[dict], value_keys=("images_per_second",), label_key: str = "label",
+                          value_labels: dict[str, str] | None = None) -> Figure:
+    """Horizontal bars of images per second for each setting, one bar per measurement in value_keys,
+    each labelled with three significant digits (0.914 and 4.7 stay apart).
+
+    Args:
+        value_labels: legend text per key; by default the key without `_images_per_second`.
+    """
+    labels = [model_label(str(row[label_key])) for row in rows]
+    value_labels = value_labels or {}
     height = 0.8 / len(value_keys)
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(rows) * len(value_keys) ** 0.5), layout="constrained")
     for index, key in enumerate(value_keys):
         positions = np.arange(len(rows)) + (index - (len(value_keys) - 1) / 2) * height
-        bars = ax.barh(positions, [row[key] for row in rows], height=height, color=f"C{index}",
-                       label=key.replace("_", " "))
-        ax.bar_label(bars, fmt="%.0f", padding=3, fontsize=8)
+        values = [row[key] for row in rows]
+        bars = ax.barh(positions, values, height=height, color=f"C{index}",
+                       label=value_labels.get(key, key.removesuffix("_images_per_second").replace("_", " ")))
+        ax.bar_label(bars, labels=[f"{value:.3g}" for value in values], padding=3, fontsize=8)
     ax.set_yticks(np.arange(len(rows)), labels)
     ax.invert_yaxis()  # first row on top, as in the table
     ax.margins(x=0.12)
     ax.set(xlabel="images per second (higher is faster)", title="Speed")
     if len(value_keys) > 1:
         fig.legend(loc="outside lower center", ncol=len(value_keys), frameon=False)
+    return fig
+
+
+def plot_score_summary(means: dict[str, dict[str, float]], errors: dict[str, dict[str, float]],
+                       ylabel: str = "Dice (mean per image)") -> Figure:
+    """Grouped bars: one group per model, one bar per setting, each with its error bar, on an axis
+    zoomed to the bars so that differences of 0.001 to 0.02 can be seen.
+
+    Args:
+        means: model key -> {setting label: score}.
+        errors: the same keys -> the score's standard error.
+    """
+    models = list(means)
+    settings = list(means[models[0]])
+    width = 0.8 / len(settings)
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    for index, setting in enumerate(settings):
+        positions = np.arange(len(models)) + (index - (len(settings) - 1) / 2) * width
+        values = [means[model][setting] for model in models]
+        bars = ax.bar(positions, values, width, yerr=[errors[model][setting] for model in models], capsize=3,
+                      color=f"C{index}", ecolor="0.2", label=setting)
+        ax.bar_label(bars, labels=[f"{value:.3f}" for value in values], fontsize=8, padding=2, label_type="center")
+    low = min(means[m][s] - errors[m][s] for m in models for s in settings)
+    high = max(means[m][s] + errors[m][s] for m in models for s in settings)
+    ax.set_xticks(np.arange(len(models)), [model_label(model) for model in models])
+    ax.set(ylim=zoomed_limits(low, high), ylabel=f"{ylabel} (axis does not start at 0)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=min(4, len(settings)), frameon=False, fontsize=9)
+    return fig
+
+
+def plot_gradient_norms(norms: dict[str, list[float]], xlabel: str = "layer (input side first)") -> Figure:
+    """Gradient norm of each layer's weights, one line per network, on a log scale."""
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    for index, (label, values) in enumerate(norms.items()):
+        ax.plot(np.arange(1, len(values) + 1), values, marker=".", color=f"C{index}", label=label)
+    ax.set(yscale="log", xlabel=xlabel, ylabel="gradient norm of the layer's weights",
+           title="Gradient norm per layer, one backward pass")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return fig
+
+
+def plot_lr_range_test(lrs, losses, chosen: float | None = None) -> Figure:
+    """Training loss against a learning rate that grows every step (log scale), the chosen peak marked."""
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    ax.plot(to_numpy(lrs), to_numpy(losses), marker=".")
+    if chosen is not None:
+        ax.axvline(chosen, color="C1", linestyle="--", label=f"peak learning rate of the profile ({chosen:g})")
+        ax.legend()
+    ax.set(xscale="log", xlabel="learning rate (grows every step)", ylabel="training loss (smoothed)",
+           title="Learning-rate range test")
+    ax.grid(alpha=0.3, which="both")
     return fig
 
 
@@ -357,7 +479,7 @@ def save_figure(fig: Figure, name: str, folder: str | Path | None = None) -> Pat
     folder = Path(folder) if folder is not None else paths.figures_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     return path
 
 

@@ -28,6 +28,8 @@ from labkit.device import resolve_device
 from labkit.history import EpochRecord
 
 
+PHOTO_CREDIT = ("Photos: the Oxford-IIIT Pet Dataset by O. M. Parkhi, A. Vedaldi, A. Zisserman and C. V. Jawahar "
+                "(\"Cats and Dogs\", CVPR 2012), CC BY-SA 4.0; the copyright of each photo remains with its owner.")
 LIVE_PLOT_TIME_SHARE = 0.1  # live training curves may take at most this share of the training time
 
 
@@ -40,15 +42,31 @@ class NotebookRun:
     profile: str
     device: str
 
+    def __repr__(self) -> str:  # the plain-text twin of the record, stored beside it in the notebook
+        return (f"NotebookRun(root={shown_path(self.root)!r}, synthetic={self.synthetic}, "
+                f"profile={self.profile!r}, device={self.device!r})")
+
     def _repr_markdown_(self) -> str:
-        lines = [f"**Run record** — data: `{self.root}` ({'synthetic' if self.synthetic else 'real photos'}), "
+        lines = [f"**Run record** — data: `{shown_path(self.root)}` ({'synthetic' if self.synthetic else 'real photos'}), "
                  f"profile: `{self.profile}`, device: `{self.device}`, torch {torch.__version__}, "
                  f"Python {platform.python_version()}."]
         if self.synthetic:
             lines.insert(0, "> ⚠️ **Running on the built-in synthetic dataset**, not real photos: numbers and "
                             "figures below only show that the pipeline works. Get the real dataset with "
                             "`python -m labkit download` (~800 MB) and run again.\n")
+        else:
+            lines.append(f"\n{PHOTO_CREDIT}")
         return "\n".join(lines)
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as a reader of the stored outputs should see it: relative to the project when it lies
+    in the project or beside it (`../shared/...`), so no machine's own folders end up in a notebook."""
+    path = Path(path).resolve()
+    project = paths.project_dir().resolve()
+    if path.is_relative_to(project.parent):
+        return os.path.relpath(path, project)
+    return str(path)
 
 
 def setup_notebook(profile: str = "auto", data_root: str | Path | None = None) -> NotebookRun:
@@ -93,7 +111,8 @@ def live_curves(name: str, epochs: int | None = None) -> Callable[[list[EpochRec
     time_share = TimeShare(LIVE_PLOT_TIME_SHARE)
 
     def redraw(history: list[EpochRecord]) -> None:
-        final = epochs is not None and history[-1].epoch >= epochs
+        last = history[-1]
+        final = epochs is not None and (last["epoch"] if isinstance(last, dict) else last.epoch) >= epochs
         if handle is None or not (final or time_share.allows()):
             return
         with time_share.spending():
@@ -105,12 +124,15 @@ def live_curves(name: str, epochs: int | None = None) -> Callable[[list[EpochRec
 
 
 def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False,
-                       on_epoch_end: Callable[[list[EpochRecord]], None] | None = None) -> Path:
+                       on_epoch_end: Callable[[list[EpochRecord]], None] | None = None,
+                       progress: bool = False) -> Path:
     """The best checkpoint of `model` for this run's profile and data: loaded when one exists that
     was trained with the same configuration, trained now (saying so) otherwise.
 
     Args:
         on_epoch_end: passed to `fit` when training happens, e.g. `live_curves(model)`.
+        progress: progress bars while training; off by default, so a stored notebook keeps one
+            summary line per model instead of a bar per epoch.
     """
     from labkit.train import config_differences, fit, run_dir_for
 
@@ -120,13 +142,18 @@ def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False,
         saved = load_checkpoint(best)
         if not config_differences(saved["config"], config) and saved["data"]["root"] == str(run.root):
             info = CheckpointInfo.from_checkpoint(saved, best)
-            print(f"Using {best} (epoch {info.epoch}, valid Dice {info.best.valid_dice:.4f}).")
+            print(f"Using {shown_path(best)} (epoch {info.epoch}, valid Dice {info.best.valid_dice:.4f}).")
             return best
-        print(f"{best} was trained differently; training {model} again.")
+        print(f"{shown_path(best)} was trained differently; training {model} again.")
     else:
         print(f"Training {model} with the {run.profile!r} profile" + (" (asked to retrain)." if retrain else
-              f" (no checkpoint at {best} yet)."))
-    return fit(config, on_epoch_end=on_epoch_end).best_checkpoint
+              f" (no checkpoint at {shown_path(best)} yet)."))
+    result = fit(config, progress=progress, on_epoch_end=on_epoch_end)
+    if result.best is not None:
+        seconds = sum(record.epoch_seconds for record in result.history)
+        print(f"{model}: {len(result.history)} epochs in {seconds:.0f} s of training, best valid Dice "
+              f"{result.best.valid_dice:.4f} at epoch {result.best.epoch}; saved {shown_path(result.best_checkpoint)}.")
+    return result.best_checkpoint
 
 
 def notebook_paths() -> list[Path]:

@@ -53,6 +53,9 @@ PLOTS = {  # name -> (call, number of axes the figure should hold)
     "plot_dice_histogram": (lambda: viz.plot_dice_histogram(PER_IMAGE), 1),
     "plot_threshold_sweep": (lambda: viz.plot_threshold_sweep([0.3, 0.5, 0.7], {"unet": [0.8, 0.9, 0.85]}), 1),
     "plot_speed_comparison": (lambda: viz.plot_speed_comparison([{"label": "fp32", "images_per_second": 10.0}]), 1),
+    "plot_score_summary": (lambda: viz.plot_score_summary({"unet": {"a": 0.8, "b": 0.81}}, {"unet": {"a": 0.01, "b": 0.01}}), 1),
+    "plot_gradient_norms": (lambda: viz.plot_gradient_norms({"plain": [1.0, 0.1], "residual": [1.0, 0.9]}), 1),
+    "plot_lr_range_test": (lambda: viz.plot_lr_range_test([1e-4, 1e-3, 1e-2], [0.9, 0.7, 2.0], chosen=3e-3), 1),
 }
 
 
@@ -84,8 +87,18 @@ def test_overlay_mask_leaves_background_pixels_unchanged():
 
 def test_overlay_mask_at_full_opacity_paints_pet_pixels_in_the_colour():
     image, mask = photos(1)[0], square_masks(1)[0]
-    overlaid = viz.overlay_mask(image, mask, color=(10, 20, 30), alpha=1.0)
+    overlaid = viz.overlay_mask(image, mask, color=(10, 20, 30), alpha=1.0, outline=None)
     assert (overlaid[mask == 1] == (10, 20, 30)).all()
+
+
+def test_overlay_mask_outlines_the_pet_inside_its_edge_in_a_colour_that_is_not_fur():
+    image, mask = photos(1, 32)[0], square_masks(1, 32)[0]
+    overlaid = viz.overlay_mask(image, mask)
+    edge = viz.mask_outline(mask)
+    assert edge.sum() == 4 * 8 - 4  # the 8 x 8 square's border pixels, all inside the mask
+    assert (mask[edge] == 1).all()
+    assert (overlaid[edge] == viz.OUTLINE_COLOUR).all()
+    assert viz.PET_TINT[2] > max(viz.PET_TINT[:2])  # blue, not the orange of many coats
 
 
 def test_overlay_mask_paints_ignored_pixels_grey():
@@ -155,10 +168,42 @@ def test_plot_per_breed_puts_the_easiest_breed_on_top_and_names_its_species():
     assert ticks["Bengal (cat)"] > ticks["pug (dog)"]
 
 
+def test_plot_per_breed_draws_standard_errors_on_an_axis_zoomed_to_the_bars():
+    figure = viz.plot_per_breed(PER_IMAGE)
+    ax = figure.axes[0]
+    low, high = ax.get_xlim()
+    assert 0 < low < 0.6 and high <= 1  # the lowest bar minus its error bar (0.7 - 0.1) is inside the view
+    assert any(isinstance(c, matplotlib.container.ErrorbarContainer) for c in ax.containers)  # pug's two photos
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert legend[0].startswith("UNet (all photos 0.767 ± ")
+
+
+def test_plot_history_can_count_steps_instead_of_epochs():
+    rows = [{"step": step, "train_loss": 1.0 / step, "valid_dice": 0.1 * step} for step in (1, 2, 3)]
+    figure = viz.plot_history({"unet": rows}, unit="step", dice_label="Dice on the same photos")
+    assert figure.axes[0].get_xlabel() == "step"
+    assert "UNet (best 0.300, step 3)" == figure.axes[1].get_legend().get_texts()[0].get_text()
+
+
+def test_plot_speed_comparison_labels_small_speeds_with_their_decimals():
+    rows = [{"label": "unet", "training_images_per_second": 0.914}, {"label": "resnet34_unet", "training_images_per_second": 4.7}]
+    figure = viz.plot_speed_comparison(rows, value_keys=("training_images_per_second",))
+    texts = sorted(text.get_text() for text in figure.axes[0].texts)
+    assert texts == ["0.914", "4.7"]
+    assert [label.get_text() for label in figure.axes[0].get_yticklabels()] == ["UNet", "ResNet34-UNet"]
+
+
+def test_plot_score_summary_zooms_to_small_differences_with_error_bars():
+    figure = viz.plot_score_summary({"unet": {"plain": 0.830, "flip TTA": 0.832}},
+                                    {"unet": {"plain": 0.004, "flip TTA": 0.004}})
+    low, high = figure.axes[0].get_ylim()
+    assert 0.8 < low < 0.826 and 0.836 < high < 0.86
+
+
 def test_plot_dice_histogram_reports_each_models_mean():
     figure = viz.plot_dice_histogram(PER_IMAGE)
     texts = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
-    assert texts == ["unet (mean 0.767)", "resnet34_unet (mean 0.900)"]  # (0.6 + 0.8 + 0.9) / 3, (0.85 + 0.95) / 2
+    assert texts == ["UNet (mean 0.767)", "ResNet34-UNet (mean 0.900)"]  # (0.6 + 0.8 + 0.9) / 3, (0.85 + 0.95) / 2
 
 
 def test_plot_threshold_sweep_names_the_best_threshold():

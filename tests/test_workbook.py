@@ -133,3 +133,15 @@ def test_live_curves_outside_a_notebook_draw_nothing():
     open_figures = len(plt.get_fignums())
     workbook.live_curves("unet", epochs=1)([record_of_epoch(1)])  # no display to draw into: no error either
     assert len(plt.get_fignums()) == open_figures
+
+
+def test_stored_outputs_show_paths_relative_to_the_project(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    monkeypatch.setenv("LABKIT_HOME", str(project))
+    assert workbook.shown_path(project / "data" / "synthetic") == "data/synthetic"
+    assert workbook.shown_path(tmp_path / "shared" / "sample") == "../shared/sample"
+    run = workbook.NotebookRun(root=tmp_path / "shared" / "sample", synthetic=False, profile="cpu", device="cpu")
+    record = run._repr_markdown_()
+    assert str(tmp_path) not in record and "`../shared/sample`" in record
+    assert "CC BY-SA 4.0" in record  # real photos are credited where they appear
+    assert str(tmp_path) not in repr(run)  # the plain-text copy a notebook stores beside the Markdown
