@@ -17,7 +17,6 @@ import time
 from datetime import datetime, timezone
 
 import torch
-from tqdm.auto import tqdm
 
 from labkit import paths
 from labkit.config import TrainConfig, make_config, resolve_profile
