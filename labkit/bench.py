@@ -198,8 +198,8 @@ def quality_of(config, data_root, device) -> dict:
     result = fit(config)
     if result.interrupted:  # fit saved what it had; a half-trained model must not become a row
         raise KeyboardInterrupt
-    row = {"model": config.model, "seed": config.seed, "profile": config.profile, "epochs": config.epochs,
-           "train_seconds": time.perf_counter() - started, "best_epoch": result.best.epoch}
+    row = {"model": config.model, "seed": config.seed, "profile": config.profile,
+           "epochs": len(result.history), "train_steps": config.train_steps, "train_seconds": time.perf_counter() - started, "best_epoch": result.best.epoch}
     for split in ("valid", "test"):
         for tta in (False, True):
             scores = evaluate(result.best_checkpoint, split=split, root=data_root, tta=tta, device=device)

@@ -44,7 +44,9 @@ def add_train_parser(commands) -> None:
     parser.add_argument("--model", choices=list(MODELS), default="unet")
     parser.add_argument("--profile", choices=PROFILE_CHOICES, default="auto", help="auto: gpu if CUDA, else cpu")
     parser.add_argument("--data-path", dest="data_root", help="dataset root (default: $LABKIT_DATA, data/oxford-iiit-pet, else synthetic)")
-    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--epochs", type=int, help="train this many epochs (replaces the profile's budget)")
+    parser.add_argument("--train-steps", type=int,
+                        help="train this many optimiser steps (replaces the profile's budget; the cpu profile's is steps)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--weight-decay", type=float)

@@ -213,10 +213,10 @@ def check_quality(settings: CheckSettings, folder: str):
         passed = None if settings.smoke else (scores["test"] >= TARGETS["test_dice"]
                                               and seconds <= TARGETS["train_seconds"])
         yield StageResult(f"quality {model}", passed,
-                          f"valid Dice {scores['valid']:.4f}, test Dice {scores['test']:.4f}, {config.epochs} epochs "
+                          f"valid Dice {scores['valid']:.4f}, test Dice {scores['test']:.4f}, {len(result.history)} epochs "
                           f"in {seconds:.0f} s (best epoch {result.best.epoch})",
                           {"valid_dice": scores["valid"], "test_dice": scores["test"], "train_seconds": seconds,
-                           "epochs": config.epochs, "best_epoch": result.best.epoch})
+                           "epochs": len(result.history), "best_epoch": result.best.epoch})
 
 
 STAGES = {"training": check_training, "resume": check_resume, "sync": check_sync_free, "speed": check_speed,

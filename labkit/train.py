@@ -160,6 +160,16 @@ def steps_per_epoch(batch_size: int, train_count: int) -> int:
     return max(1, train_count // batch_size)
 
 
+def epoch_plan(config: TrainConfig, train_count: int) -> list[int]:
+    """The number of steps in each epoch: `config.epochs` whole epochs, or `config.train_steps`
+    steps as whole epochs and a last, shorter one."""
+    per_epoch = steps_per_epoch(config.batch_size, train_count)
+    if config.train_steps is None:
+        return [per_epoch] * config.epochs
+    whole_epochs, rest = divmod(config.train_steps, per_epoch)
+    return [per_epoch] * whole_epochs + ([rest] if rest else [])
+
+
 def build_training_state(config: TrainConfig, model: nn.Module, train_count: int) -> TrainingState:
     """AdamW (fused on CUDA) with a one-cycle schedule (warm-up, then cosine annealing), the loss,
     a loss scaler for fp16 and the seeded generator, for `model` on its own device."""
@@ -168,7 +178,7 @@ def build_training_state(config: TrainConfig, model: nn.Module, train_count: int
     fused = {"fused": True} if device.type == "cuda" else {}
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch(config.batch_size, train_count),
+        optimizer, max_lr=config.lr, total_steps=sum(epoch_plan(config, train_count)),
         pct_start=config.warmup_fraction,
     )
     return TrainingState(
@@ -214,13 +224,16 @@ def training_step(state: TrainingState, images: torch.Tensor, masks: torch.Tenso
     return loss.detach()
 
 
-def train_one_epoch(state: TrainingState, train: SplitTensors, batch_size: int, bar: tqdm | None = None) -> float:
-    """One pass over shuffled training batches; returns the mean loss."""
+def train_one_epoch(state: TrainingState, train: SplitTensors, batch_size: int, bar: tqdm | None = None,
+                    steps: int | None = None) -> float:
+    """One pass over shuffled training batches (the first `steps` of them, if given); returns the
+    mean loss."""
     state.step_model.train()
     # Every batch's indices go to the device now, while the GPU is idle after validation: a copy
     # from ordinary CPU memory makes the CPU wait for the GPU, which inside the loop would stop
     # the CPU from queuing the next step while the GPU runs this one.
-    batches = [indices.to(state.device) for indices in shuffled_batches(len(train), batch_size, state.generator)]
+    batches = shuffled_batches(len(train), batch_size, state.generator)[:steps]
+    batches = [indices.to(state.device) for indices in batches]
     total, seen = torch.zeros((), device=state.device), 0
     for step, indices in enumerate(batches, start=1):
         images, masks = prepare_batch(state, train, indices)
@@ -242,11 +255,11 @@ def validate(state: TrainingState, valid: SplitTensors, batch_size: int) -> dict
 
 def run_epoch(state: TrainingState, training_data: TrainingData, config: TrainConfig, epoch: int,
               progress: bool = True) -> EpochRecord:
-    """Train one epoch, then validate; returns the epoch's record."""
-    steps = steps_per_epoch(config.batch_size, len(training_data.train))
+    """Train one epoch (numbered from 1) of the run's plan, then validate; returns its record."""
+    steps = epoch_plan(config, len(training_data.train))[epoch - 1]
     started = time.perf_counter()
     with tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=not progress) as bar:
-        train_loss = train_one_epoch(state, training_data.train, config.batch_size, bar)
+        train_loss = train_one_epoch(state, training_data.train, config.batch_size, bar, steps)
     seconds = time.perf_counter() - started
     valid = validate(state, training_data.valid, config.batch_size * 2)
     seen = min(len(training_data.train), steps * config.batch_size)
@@ -320,8 +333,9 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
 
 def train_epochs(state: TrainingState, training_data: TrainingData, config: TrainConfig, result: TrainResult,
                  start_epoch: int, progress: bool, on_epoch_end) -> TrainResult:
-    """Epochs `start_epoch + 1` to `config.epochs`, writing checkpoints and history as they end."""
+    """Epochs `start_epoch + 1` to the last of the plan, writing checkpoints and history as they end."""
     writer = CheckpointWriter(result.run_dir, saved_epoch=start_epoch)
+    epoch_count = len(epoch_plan(config, len(training_data.train)))
 
     def snapshot(**extra) -> dict:
         best = result.best.to_dict() if result.best else {}
@@ -330,8 +344,8 @@ def train_epochs(state: TrainingState, training_data: TrainingData, config: Trai
                                history=[record.to_dict() for record in result.history], best=best,
                                epoch=len(result.history), **extra)
 
-    epochs = tqdm(range(start_epoch, config.epochs), desc=config.model, unit="epoch", initial=start_epoch,
-                  total=config.epochs, disable=not progress)
+    epochs = tqdm(range(start_epoch, epoch_count), desc=config.model, unit="epoch", initial=start_epoch,
+                  total=epoch_count, disable=not progress)
     try:
         for epoch in epochs:
             record = run_epoch(state, training_data, config, epoch + 1, progress)
@@ -339,7 +353,7 @@ def train_epochs(state: TrainingState, training_data: TrainingData, config: Trai
             if result.best is None or record.valid_dice > result.best.valid_dice:
                 result.best = record
                 writer.pending_best = snapshot()
-            if epoch + 1 == config.epochs or writer.due():
+            if epoch + 1 == epoch_count or writer.due():
                 writer.write_last(snapshot(**state.optimization_state()))
             write_history(result.history, result.run_dir)
             epochs.set_postfix(loss=f"{record.train_loss:.4f}", valid_dice=f"{record.valid_dice:.4f}")

@@ -15,6 +15,26 @@ def test_overrides_win_over_the_profile():
     assert make_config("unet", "cpu", epochs=3).epochs == 3
 
 
+def test_the_cpu_profile_budgets_steps_so_a_bigger_dataset_does_not_lengthen_it():
+    config = make_config("unet", "cpu")
+    assert config.train_steps is not None and config.epochs is None
+
+
+def test_epochs_given_replace_the_profiles_step_budget():
+    config = make_config("unet", "cpu", epochs=3)
+    assert (config.epochs, config.train_steps) == (3, None)
+
+
+def test_steps_given_replace_the_profiles_epochs():
+    config = make_config("unet", "smoke", train_steps=5)
+    assert (config.epochs, config.train_steps) == (None, 5)
+
+
+def test_two_budgets_at_once_are_refused_naming_both_flags():
+    with pytest.raises(ValueError, match="--epochs.*--train-steps"):
+        make_config("unet", "smoke", epochs=2, train_steps=5)
+
+
 def test_model_kwargs_overrides_merge_into_the_profiles():
     config = make_config("unet", "smoke", model_kwargs={"bilinear": False})
     assert config.model_kwargs == {**PROFILES["smoke"]["model_kwargs"]["unet"], "bilinear": False}

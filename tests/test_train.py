@@ -41,6 +41,20 @@ def test_fit_writes_best_and_last_checkpoints_and_history(config):
     assert (result.run_dir / "history.csv").read_text().startswith("epoch,")
 
 
+def test_a_step_budget_is_whole_epochs_and_a_last_shorter_one(config):
+    config.epochs, config.train_steps = None, 5  # 16 photos in batches of 8: 2 steps an epoch
+    assert train.epoch_plan(config, train_count=16) == [2, 2, 1]
+
+
+def test_a_step_budget_trains_exactly_that_many_steps(config, monkeypatch):
+    config.epochs, config.train_steps = None, 3
+    steps = []
+    real_step = train.training_step
+    monkeypatch.setattr(train, "training_step", lambda *args: steps.append(1) or real_step(*args))
+    result = train.fit(config, progress=False)
+    assert len(steps) == 3 and len(result.history) == 2
+
+
 def test_best_checkpoint_holds_the_best_validation_epoch(config):
     result = train.fit(config, progress=False)
     best_record = max(result.history, key=lambda record: record.valid_dice)
