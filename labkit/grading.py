@@ -20,7 +20,6 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
-from traitlets.config import Config
 
 from labkit.lab import CODE_STUB, SOLUTION, is_answer, is_check, master_paths, nbgrader, replace_regions
 
@@ -80,30 +79,27 @@ def execute_cells(notebook: NotebookNode, timeout: float, env: dict[str, str], c
     cell is reported as not reached.
     """
     outcome: dict[int, str] = {}
-    with tempfile.TemporaryDirectory(prefix="labkit-grade-") as sockets:
-        # Local sockets rather than TCP ports where the system has them (as labkit.workbook does).
-        local_sockets = {} if os.name == "nt" else {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}
-        client = NotebookClient(notebook, timeout=int(timeout), kernel_name="python3",
-                                resources={"metadata": {"path": str(cwd)}}, config=Config({"KernelManager": local_sockets}))
-        code_cells = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
-        stopped = None
-        with client.setup_kernel(env=env):
-            deadline = time.monotonic() + timeout
-            for index in code_cells:
-                if stopped is not None:
-                    outcome[index] = f"not reached: {stopped}"
-                    continue
-                client.timeout = max(1, int(deadline - time.monotonic()))
-                try:
-                    client.execute_cell(notebook.cells[index], index)
-                except CellExecutionError as error:
-                    outcome[index] = first_line(error)
-                except (CellTimeoutError, TimeoutError):
-                    stopped = f"the notebook ran past its time limit of {timeout:g} s"
-                    outcome[index] = stopped
-                except DeadKernelError:
-                    stopped = "the kernel died (the notebook crashed)"
-                    outcome[index] = stopped
+    client = NotebookClient(notebook, timeout=int(timeout), kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}})
+    code_cells = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    stopped = None
+    with client.setup_kernel(env=env):
+        deadline = time.monotonic() + timeout
+        for index in code_cells:
+            if stopped is not None:
+                outcome[index] = f"not reached: {stopped}"
+                continue
+            client.timeout = max(1, int(deadline - time.monotonic()))
+            try:
+                client.execute_cell(notebook.cells[index], index)
+            except CellExecutionError as error:
+                outcome[index] = first_line(error)
+            except (CellTimeoutError, TimeoutError):
+                stopped = f"the notebook ran past its time limit of {timeout:g} s"
+                outcome[index] = stopped
+            except DeadKernelError:
+                stopped = "the kernel died (the notebook crashed)"
+                outcome[index] = stopped
     return outcome
 
 

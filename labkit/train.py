@@ -156,6 +156,30 @@ def build_training_model(config: TrainConfig, device: torch.device) -> nn.Module
     return model
 
 
+def checked_model(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.Module:
+    """A model built elsewhere (a student's UNet), on `device`, once it is proven to hold exactly
+    the weights of the model `config` names: checkpoints record `config.model` and its arguments,
+    and must load into labkit's own class.
+
+    Raises:
+        ValueError: one line naming the first weight that is missing, extra or of another shape.
+    """
+    with torch.device("meta"):
+        expected = {name: tuple(tensor.shape) for name, tensor in build_model(config.model, **config.model_kwargs).state_dict().items()}
+    given = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    described = f"config.model {config.model!r} with model_kwargs {config.model_kwargs}"
+    for name in expected.keys() | given.keys():
+        if expected.get(name) != given.get(name):
+            problem = ("is missing" if name not in given else "is not in it" if name not in expected
+                       else f"has shape {given[name]}, expected {expected[name]}")
+            raise ValueError(f"the model given to fit does not match {described}: weight {name!r} {problem}; "
+                             "build the model with the same arguments, or name the model it is in the config")
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def steps_per_epoch(batch_size: int, train_count: int) -> int:
     return max(1, train_count // batch_size)
 
@@ -308,7 +332,7 @@ def resume_from_last(state: TrainingState, run_dir: Path, config: TrainConfig,
 
 
 def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
-        on_epoch_end: Callable[[list[EpochRecord]], None] | None = None) -> TrainResult:
+        on_epoch_end: Callable[[list[EpochRecord]], None] | None = None, model: nn.Module | None = None) -> TrainResult:
     """Train `config.model` on the train split, validating on the valid split every epoch.
 
     The run folder is claimed first (refused if another run trains into it or it cannot be
@@ -319,11 +343,17 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
         resume: continue from `<run_dir>/last.pt` with the identical schedule.
         progress: show tqdm progress bars.
         on_epoch_end: called with the history so far after every epoch (live plots in notebooks).
+        model: train this model (a student's own UNet, say) instead of building `config.model`;
+            it must have exactly that model's weights (see `checked_model`), and is trained in place.
     """
     device = resolve_device(config.device)
     with claimed(run_dir_for(config)) as run_dir:
+        if model is not None:  # checked before any photo is decoded
+            model = checked_model(model, config, device)
         training_data = load_training_data(config, device, progress)
-        state = build_training_state(config, build_training_model(config, device), len(training_data.train))
+        if model is None:
+            model = build_training_model(config, device)
+        state = build_training_state(config, model, len(training_data.train))
         result = TrainResult(run_dir=run_dir)
         start_epoch = 0
         if resume:

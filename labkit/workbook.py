@@ -7,7 +7,6 @@ figures and `reports/results.json` the notebooks write land under `reports/`.
 import json
 import os
 import platform
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -19,7 +18,6 @@ import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from tqdm.auto import tqdm
-from traitlets.config import Config
 
 from labkit import data, paths
 from labkit.checkpoint import CheckpointInfo, load_checkpoint
@@ -164,20 +162,17 @@ def execute_notebook(source: Path, target: Path, timeout: int) -> None:
     """Run one notebook in a fresh kernel with `notebooks/` as its working folder; the executed copy
     is written even when a cell fails, so the error can be read in context."""
     notebook = nbformat.read(source, as_version=4)
-    # Local sockets in a temporary folder rather than TCP ports where the system has them: nothing
-    # is exposed on the network, and the kernel does not warn about unencrypted TCP every time.
-    with tempfile.TemporaryDirectory(prefix="labkit-kernel-") as sockets:
-        local_sockets = {} if os.name == "nt" else {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}
-        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(source.parent)}},
-                                config=Config({"KernelManager": local_sockets}))
-        try:
-            client.execute()
-        except CellExecutionError as error:
-            raise RuntimeError(f"{source.name} failed; read the executed copy at {target}\n{error}") from None
-        finally:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(notebook, target)
+    # nbclient's default transport (TCP on 127.0.0.1), as nbval uses: with local "ipc" sockets the
+    # client once waited forever on an idle kernel here.
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(source.parent)}})
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        raise RuntimeError(f"{source.name} failed; read the executed copy at {target}\n{error}") from None
+    finally:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, target)
 
 
 def run_notebooks(profile: str = "auto", timeout: int = 3600, in_place: bool = False) -> list[Path]:

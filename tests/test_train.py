@@ -55,6 +55,21 @@ def test_a_step_budget_trains_exactly_that_many_steps(config, monkeypatch):
     assert len(steps) == 3 and len(result.history) == 2
 
 
+def test_fit_trains_a_model_built_elsewhere_and_saves_it_as_the_configured_model(config):
+    student_unet = build_model("unet", **config.model_kwargs)
+    before = {name: tensor.clone() for name, tensor in student_unet.state_dict().items()}
+    result = train.fit(config, progress=False, model=student_unet)
+    assert any(not torch.equal(before[name], tensor) for name, tensor in student_unet.state_dict().items())
+    saved = load_model(result.last_checkpoint)
+    assert all(torch.equal(tensor, student_unet.state_dict()[name]) for name, tensor in saved.state_dict().items())
+
+
+def test_fit_refuses_a_model_whose_weights_are_not_the_configured_models(config):
+    too_wide = build_model("unet", base_width=config.model_kwargs["base_width"] * 2)
+    with pytest.raises(ValueError, match="does not match config.model 'unet'.*has shape"):
+        train.fit(config, progress=False, model=too_wide)
+
+
 def test_best_checkpoint_holds_the_best_validation_epoch(config):
     result = train.fit(config, progress=False)
     best_record = max(result.history, key=lambda record: record.valid_dice)

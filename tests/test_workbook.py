@@ -91,18 +91,6 @@ def test_a_failing_notebook_names_itself_and_keeps_its_executed_copy(synthetic_r
     assert (tmp_path / "reports" / "notebooks" / "00_broken.ipynb").is_file()
 
 
-@pytest.mark.skipif(os.name == "nt", reason="Windows has no local sockets for Jupyter kernels")
-def test_notebook_kernels_talk_over_local_sockets_not_tcp_ports(tmp_path):
-    import nbformat
-
-    write_notebook(tmp_path / "transport.ipynb",
-                   "import json, sys\n"
-                   "connection = json.load(open(sys.argv[sys.argv.index('-f') + 1]))\n"
-                   "print(connection['transport'])")
-    workbook.execute_notebook(tmp_path / "transport.ipynb", tmp_path / "executed.ipynb", timeout=60)
-    assert nbformat.read(tmp_path / "executed.ipynb", as_version=4).cells[0].outputs[0]["text"] == "ipc\n"
-
-
 def record_of_epoch(epoch: int):
     from labkit.history import EpochRecord
 
