@@ -115,13 +115,19 @@ def draw_background(rng: np.random.Generator, width: int, height: int, palette: 
     return np.asarray(canvas, dtype=np.float32) + grain
 
 
+def around(centre: float, radius: float, length: int) -> slice:
+    """The pixels from a pixel short of `centre - radius` to one past `centre + radius`, within
+    0..length: a disc's bounding box along one axis, a pixel wider on each side than rounding needs."""
+    return slice(max(0, int(np.floor(centre - radius)) - 1), max(0, min(length, int(np.ceil(centre + radius)) + 2)))
+
+
 def draw_coat(rng: np.random.Generator, breed: Breed, width: int, height: int) -> np.ndarray:
     """Fur for the whole canvas (the pet's silhouette is cut out of it later): base colour, the
     breed's pattern, fine streaky fur and soft shading. Returns (H, W, 3) float32."""
     colours = np.array(breed.colours, dtype=np.float32)
     colours += rng.normal(0, 12, colours.shape).astype(np.float32)
     coat = np.broadcast_to(colours[0], (height, width, 3)).copy()
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y, x = np.arange(height, dtype=np.float32)[:, None], np.arange(width, dtype=np.float32)[None, :]
     if breed.pattern == "stripes":
         angle = rng.uniform(-0.5, 0.5) + np.pi / 2
         period = rng.uniform(0.06, 0.1) * min(width, height)
@@ -135,7 +141,9 @@ def draw_coat(rng: np.random.Generator, breed: Breed, width: int, height: int) -
     elif breed.pattern == "spots":
         for cx, cy in rng.random((int(rng.integers(25, 45)), 2)) * (width, height):
             radius = rng.uniform(0.015, 0.035) * min(width, height)
-            coat[(x - cx) ** 2 + (y - cy) ** 2 < radius**2] = colours[1]
+            rows, columns = around(cy, radius, height), around(cx, radius, width)  # the spot's box
+            spot = (x[:, columns] - cx) ** 2 + (y[rows] - cy) ** 2 < radius**2
+            coat[rows, columns][spot] = colours[1]
     streaks = rng.normal(0, 1, (height, width + 4)).astype(np.float32)
     fur = sum(streaks[:, i : i + width] for i in range(5)) / np.sqrt(5)  # hair runs horizontally
     coat += fur[..., None] * 22
@@ -231,12 +239,23 @@ def draw_pet(rng: np.random.Generator, species: str, width: int, height: int
     return np.asarray(silhouette) > 127, np.asarray(face, dtype=np.float32) / 255
 
 
+def pixels_around(mask: np.ndarray, band: int) -> np.ndarray:
+    """How many pixels of `mask` lie in the (2 * band + 1)-pixel square around each pixel, with the
+    edge rows and columns repeated outwards as PIL's rank filters do. Two running sums make it as
+    fast for a 1,600 px photo's wide band as for a narrow one; `MaxFilter` is not."""
+    side = 2 * band + 1
+    padded = np.pad(mask.astype(np.int32), band, mode="edge")
+    rows = np.cumsum(np.pad(padded, ((1, 0), (0, 0))), axis=0)
+    rows = rows[side:] - rows[:-side]  # (H, W + 2 band): sums over `side` rows
+    columns = np.cumsum(np.pad(rows, ((0, 0), (1, 0))), axis=1)
+    return columns[:, side:] - columns[:, :-side]  # (H, W)
+
+
 def trimap_from_mask(mask: np.ndarray, band: int) -> np.ndarray:
     """Trimap values from a boolean pet mask: pixels within `band` pixels of the outline, on
     either side, become BORDER, like the hand-drawn "not classified" band of the real trimaps."""
-    silhouette = Image.fromarray(mask.astype(np.uint8) * 255)
-    grown = np.asarray(silhouette.filter(ImageFilter.MaxFilter(2 * band + 1))) > 0
-    shrunk = np.asarray(silhouette.filter(ImageFilter.MinFilter(2 * band + 1))) > 0
+    around = pixels_around(mask, band)
+    grown, shrunk = around > 0, around == (2 * band + 1) ** 2  # a square max and min filter
     trimap = np.where(mask, PET, BACKGROUND).astype(np.uint8)
     trimap[grown & ~shrunk] = BORDER
     return trimap

@@ -130,3 +130,19 @@ def test_every_breed_appears_in_train_valid_and_test(tmp_path):
     root = make_synthetic(tmp_path / "s", n=120, size=48, seed=0)
     breeds = {split: {sample.breed for sample in read_split(root, split)} for split in ("train", "valid", "test")}
     assert breeds["train"] == breeds["valid"] == breeds["test"] and len(breeds["test"]) == 6
+
+
+def test_trimap_border_band_matches_pil_rank_filters():
+    from PIL import ImageFilter
+
+    from labkit.synthetic import trimap_from_mask
+
+    rng = np.random.default_rng(0)
+    for band in (1, 3, 8):
+        mask = rng.random((41, 57)) > 0.6  # touches every edge
+        silhouette = Image.fromarray(mask.astype(np.uint8) * 255)
+        grown = np.asarray(silhouette.filter(ImageFilter.MaxFilter(2 * band + 1))) > 0
+        shrunk = np.asarray(silhouette.filter(ImageFilter.MinFilter(2 * band + 1))) > 0
+        expected = np.where(mask, 1, 2).astype(np.uint8)
+        expected[grown & ~shrunk] = 3
+        assert (trimap_from_mask(mask, band) == expected).all()
