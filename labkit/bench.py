@@ -1,4 +1,4 @@
-"""`python -m labkit bench speed|quality|gpu-check`: measure, print and save; never quote a number not measured.
+"""`python -m labkit bench speed|quality|gpu-check|rehearsal`: measure, print and save; never quote a number not measured.
 
 speed:   images per second for training steps and inference, model-only (random tensors already
          on the device) and end to end (uint8 photos on the device -> augmentation -> normalise ->
@@ -7,6 +7,8 @@ quality: train both models with a profile (plus any `--set` overrides, once per 
          then score valid and test (mean per-image Dice at the training size and at original
          resolution, with and without flip TTA) and the wall time. Choose settings on valid.
 gpu-check: the GPU path proven in minutes (see `labkit.gpu_check`).
+rehearsal: cache build time, training memory and time, and evaluation time on a full-size dataset
+         (see `labkit.rehearsal`).
 """
 
 import json
@@ -49,9 +51,11 @@ def add_bench_parser(commands) -> None:
                               "--set model_kwargs='{\"base_width\": 32}' (values are read as JSON, else as text)")
     quality.add_argument("--seeds", nargs="+", type=int, default=[0], help="train once per seed; rows and a mean per model")
     quality.add_argument("--device", default="auto")
-    from labkit.gpu_check import add_gpu_check_parser  # it measures with this module's functions
+    from labkit.gpu_check import add_gpu_check_parser  # these two measure with this module's functions
+    from labkit.rehearsal import add_rehearsal_parser
 
     add_gpu_check_parser(kinds)
+    add_rehearsal_parser(kinds)
 
 
 def synchronize(device: torch.device) -> None:
@@ -273,5 +277,7 @@ def safe_file_name(name: str) -> str:
 
 def run_bench(args) -> int | None:
     from labkit.gpu_check import run_gpu_check
+    from labkit.rehearsal import run_rehearsal
 
-    return {"speed": run_speed, "quality": run_quality, "gpu-check": run_gpu_check}[args.kind](args)
+    return {"speed": run_speed, "quality": run_quality, "gpu-check": run_gpu_check,
+            "rehearsal": run_rehearsal}[args.kind](args)

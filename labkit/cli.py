@@ -10,7 +10,9 @@ traceback instead, and an unexpected error always shows it.
 import argparse
 import errno
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -96,10 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--url", dest="base_url", help="mirror folder holding images.tar.gz and annotations.tar.gz")
 
     synthetic = commands.add_parser("synthetic", help="write the synthetic dataset (official layout)")
-    synthetic.add_argument("--output", dest="root", help="folder (default: data/synthetic)")
-    synthetic.add_argument("--count", dest="n", type=int, help="number of photos (default 240)")
-    synthetic.add_argument("--size", type=int, help="approximate photo size in pixels (default 160)")
+    synthetic.add_argument("--like-full", action="store_true",
+                           help="shaped like the real dataset: 37 breeds, 3,680 trainval + 3,669 test photos, real photo sizes")
+    synthetic.add_argument("--output", dest="root", help="folder (default: data/synthetic, with --like-full data/synthetic-like-full)")
+    synthetic.add_argument("--count", dest="n", type=int, help="number of photos (default 240, with --like-full 7,349)")
+    synthetic.add_argument("--size", type=int, help="approximate photo size in pixels (default 160, with --like-full: like the real photos)")
     synthetic.add_argument("--seed", type=int)
+    synthetic.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                           help="processes drawing photos (default: one per CPU core); the files do not depend on it")
 
     add_train_parser(commands)
     add_evaluate_parser(commands)
@@ -135,10 +141,19 @@ def run_download(args) -> None:
 
 
 def run_synthetic(args) -> None:
-    from labkit.data import make_synthetic, synthetic_root
+    from labkit.data import synthetic_root
+    from labkit.synthetic import write_synthetic
+    from labkit.synthetic_shape import like_full_shape, small_shape
 
-    root = make_synthetic(args.root or synthetic_root(), **given(args, "n", "size", "seed"))
-    print(f"synthetic dataset written to {root}")
+    if args.like_full:
+        shape, root = like_full_shape(**given(args, "n", "size")), args.root or paths.data_dir() / "synthetic-like-full"
+    else:
+        shape, root = small_shape(**given(args, "n", "size")), args.root or synthetic_root()
+    started = time.perf_counter()
+    root = write_synthetic(root, shape, workers=args.workers, progress=True, **given(args, "seed"))
+    counts = shape.split_counts()
+    print(f"synthetic dataset written to {root}: {len(shape.breeds)} breeds, {counts['trainval']} trainval and "
+          f"{counts['test']} test photos in {time.perf_counter() - started:.1f} s")
 
 
 def run_train(args) -> int:

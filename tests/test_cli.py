@@ -163,3 +163,10 @@ def test_a_checkpoint_trained_with_a_relative_data_path_evaluates_from_another_f
     monkeypatch.chdir(tmp_path)
     assert main(["evaluate", "--checkpoint", str(tmp_path / "unet-smoke" / "best.pt"), "--split", "valid",
                  "--output", str(tmp_path / "scores.json")]) == 0
+
+
+def test_synthetic_command_writes_a_set_shaped_like_the_full_dataset(tmp_path, capsys):
+    assert main(["synthetic", "--like-full", "--output", str(tmp_path / "full"), "--count", "74", "--size", "32",
+                 "--workers", "2"]) == 0
+    assert "37 breeds, 37 trainval and 37 test photos" in capsys.readouterr().out
+    assert len(list((tmp_path / "full" / "images").glob("*.jpg"))) == 74

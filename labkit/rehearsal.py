@@ -1,0 +1,189 @@
+"""`python -m labkit bench rehearsal`: what the full dataset will cost, measured before the real run.
+
+Pointed at a set shaped like Oxford-IIIT Pet (`python -m labkit synthetic --like-full`) or at the
+real photos, it measures, prints as it goes and rewrites `reports/bench/rehearsal_*.json` after
+each measurement:
+
+- cache: seconds to decode each split (train, valid, test) at each image size into a fresh cache
+  folder (deleted at the end), and the size of each cache on disk;
+- training: seconds per epoch and peak resident memory (RSS) of a short training run at each
+  image size, each in a fresh process so that one size's peak does not hide another's;
+- evaluation: seconds to score the whole test split at original resolution, without and with
+  flip TTA (each loading the split's cache, as `evaluate` does), and the peak memory of that
+  process, for the model trained at the first image size or a given checkpoint.
+
+A bare child process (Python, torch and this module's imports, nothing done) is measured too:
+the part of every peak that no setting changes. The first epoch of a run includes one-time
+warm-up; train more than one (`--epochs`) to see it apart.
+"""
+
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from labkit import data, paths
+from labkit.bench import machine, safe_file_name, save_report
+from labkit.config import make_config, resolve_profile
+from labkit.data.cache import cache_prefix, format_size
+from labkit.device import resolve_device
+from labkit.models import MODELS
+
+SPLITS = ("train", "valid", "test")
+
+
+def add_rehearsal_parser(kinds) -> None:
+    parser = kinds.add_parser("rehearsal", help="cache build time, training memory and time, evaluation time "
+                                                "on a full-size (or like-full synthetic) dataset")
+    parser.add_argument("--data-path", dest="data_root",
+                        help="dataset root, e.g. one written by `python -m labkit synthetic --like-full`")
+    parser.add_argument("--image-sizes", nargs="+", type=int, default=[128, 256], help="sizes to cache and train at")
+    parser.add_argument("--profile", default="auto", help="the recipe trained (auto: gpu if CUDA, else cpu)")
+    parser.add_argument("--model", default="unet", choices=list(MODELS))
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per training run")
+    parser.add_argument("--checkpoint", help="evaluate this checkpoint (default: the run trained at the first image size)")
+    parser.add_argument("--device", default="auto")
+
+
+def peak_rss() -> tuple[int, str]:
+    """This process's peak resident memory in bytes, and where it was read.
+
+    /proc's VmHWM first: on Linux a process's `ru_maxrss` is at least the peak of the process that
+    started it (the kernel carries the figure across exec), so every child would report the
+    parent's peak. Elsewhere `ru_maxrss` is all there is, and is an upper bound.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024, "VmHWM"  # kB
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024), "ru_maxrss"  # bytes on macOS, KiB elsewhere
+
+
+def measured(function, kwargs: dict) -> dict:
+    """Run in the child: the function's value, its seconds and the process's peak memory."""
+    started = time.perf_counter()
+    value = function(**kwargs)
+    seconds = time.perf_counter() - started
+    peak, source = peak_rss()
+    return {"value": value, "seconds": seconds, "peak_rss_bytes": peak, "peak_rss_source": source}
+
+
+def in_child(function, **kwargs) -> dict:
+    """`function(**kwargs)` in a fresh Python process (spawned, so it inherits no memory), measured."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(measured, (function, kwargs))
+
+
+def bare_child() -> None:
+    """Nothing: what a child holds before it works (Python, torch and this module's imports)."""
+
+
+def train_child(config, cache_dir: str) -> dict:
+    """Train `config` reading the rehearsal's caches; the epochs' records and the best checkpoint."""
+    os.environ["LABKIT_CACHE"] = cache_dir
+    from labkit.train import fit
+
+    result = fit(config)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return {"history": [record.to_dict() for record in result.history], "checkpoint": str(result.best_checkpoint)}
+
+
+def evaluate_child(checkpoint: str, root: str, cache_dir: str, device: str) -> list[dict]:
+    """Score the test split at original resolution without and with flip TTA, timing each."""
+    os.environ["LABKIT_CACHE"] = cache_dir
+    from labkit.evaluate import evaluate
+
+    runs = []
+    for tta in (False, True):
+        started = time.perf_counter()
+        result = evaluate(checkpoint, split="test", root=root, tta=tta, device=device)
+        runs.append({"tta": tta, "seconds": time.perf_counter() - started, "photos": result.info["images"],
+                     "image_size": result.info["image_size"], "dice_original": result.metrics["original"]["dice"],
+                     "dice": result.metrics["resized"]["dice"]})
+    return runs
+
+
+def build_cache(root: Path, split: str, size: int, cache_dir: Path) -> dict:
+    """Decode one split into the (empty) rehearsal cache folder; seconds, photos and bytes on disk."""
+    started = time.perf_counter()
+    photos = len(data.load_split(root, split, size=size, cache_dir=cache_dir))
+    seconds = time.perf_counter() - started
+    size_on_disk = sum(path.stat().st_size for path in cache_dir.glob(cache_prefix(root, split, size) + "*"))
+    row = {"image_size": size, "split": split, "photos": photos, "seconds": seconds, "bytes": size_on_disk}
+    print(f"cache {size} px {split:5}: {photos} photos decoded in {seconds:.1f} s ({photos / seconds:.1f} photos/s), "
+          f"{format_size(size_on_disk)} on disk", flush=True)
+    return row
+
+
+def train_row(config, cache_dir: Path, bare: dict) -> dict:
+    """One training run in its own process, summarised."""
+    run = in_child(train_child, config=config, cache_dir=str(cache_dir))
+    history = run["value"]["history"]
+    epoch_seconds = sum(record["epoch_seconds"] for record in history) / len(history)
+    images_per_second = sum(record["train_images_per_second"] for record in history) / len(history)
+    row = {"image_size": config.image_size, "epochs": len(history), "seconds_per_epoch": epoch_seconds,
+           "epoch_seconds": [record["epoch_seconds"] for record in history],
+           "train_images_per_second": images_per_second, "seconds": run["seconds"],
+           "peak_rss_bytes": run["peak_rss_bytes"], "checkpoint": run["value"]["checkpoint"]}
+    print(f"train {config.image_size} px: {config.model}, {len(history)} epoch(s) of {epoch_seconds:.1f} s "
+          f"({images_per_second:.1f} images/s; {run['seconds']:.1f} s with loading and validation), peak RSS "
+          f"{format_size(run['peak_rss_bytes'])} (a bare process: {format_size(bare['peak_rss_bytes'])})", flush=True)
+    return row
+
+
+def evaluation_row(checkpoint: str, root: Path, cache_dir: Path, device: str) -> dict:
+    """Both evaluations in one process, summarised."""
+    run = in_child(evaluate_child, checkpoint=checkpoint, root=str(root), cache_dir=str(cache_dir), device=device)
+    for result in run["value"]:
+        print(f"evaluate test at original resolution{' with flip TTA' if result['tta'] else ''}: "
+              f"{result['photos']} photos in {result['seconds']:.1f} s ({result['photos'] / result['seconds']:.1f} "
+              f"photos/s), Dice {result['dice_original']:.4f}", flush=True)
+    print(f"evaluate: peak RSS {format_size(run['peak_rss_bytes'])}", flush=True)
+    return {"checkpoint": checkpoint, "runs": run["value"], "peak_rss_bytes": run["peak_rss_bytes"]}
+
+
+def run_rehearsal(args) -> None:
+    """Cache, train and evaluate as described in the module docstring, saving after each step."""
+    if sys.platform == "win32":
+        raise ValueError("bench rehearsal reads peak memory from /proc or the resource module, which Windows "
+                         "lacks; run it on Linux or macOS")
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist; give a labkit checkpoint (best.pt) "
+                                "or leave it out to evaluate the run trained at the first image size")
+    profile, device = resolve_profile(args.profile), resolve_device(args.device)
+    root = data.resolve_root(args.data_root)
+    configs = [make_config(args.model, profile, data_root=str(root), image_size=size, epochs=args.epochs,
+                           device=args.device, output_dir=str(paths.checkpoints_dir() / "rehearsal"),
+                           run_name=f"{args.model}-{profile}-{size}px")
+               for size in args.image_sizes]  # every setting is checked before anything is measured
+    name = safe_file_name(f"rehearsal_{root.name}_{profile}_{args.model}_{'-'.join(map(str, args.image_sizes))}px")
+    report = {"machine": {**machine(device), "cpus": os.cpu_count()}, "data_root": str(root),
+              "synthetic": data.is_synthetic(root), "profile": profile, "model": args.model, "epochs": args.epochs,
+              "image_sizes": args.image_sizes, "cache": [], "training": [], "evaluation": None}
+    print(f"rehearsal on {root}: {profile} profile, {args.model}, image sizes {args.image_sizes} px", flush=True)
+    bare = in_child(bare_child)
+    report["bare_process"] = {"peak_rss_bytes": bare["peak_rss_bytes"], "peak_rss_source": bare["peak_rss_source"]}
+    print(f"a bare child process: peak RSS {format_size(bare['peak_rss_bytes'])} ({bare['peak_rss_source']})", flush=True)
+    paths.cache_dir().mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(tempfile.mkdtemp(prefix="rehearsal-", dir=paths.cache_dir()))
+    try:
+        for size in args.image_sizes:
+            for split in SPLITS:
+                report["cache"].append(build_cache(root, split, size, cache_dir))
+                save_report(name, report, device)
+        for config in configs:
+            report["training"].append(train_row(config, cache_dir, bare))
+            save_report(name, report, device)
+        checkpoint = args.checkpoint or report["training"][0]["checkpoint"]
+        report["evaluation"] = evaluation_row(checkpoint, root, cache_dir, args.device)
+        save_report(name, report, device)
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
