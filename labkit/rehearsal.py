@@ -17,6 +17,7 @@ the part of every peak that no setting changes. The first epoch of a run include
 warm-up; train more than one (`--epochs`) to see it apart.
 """
 
+import argparse
 import multiprocessing
 import os
 import shutil
@@ -43,7 +44,10 @@ def add_rehearsal_parser(kinds) -> None:
     parser.add_argument("--image-sizes", nargs="+", type=int, default=[128, 256], help="sizes to cache and train at")
     parser.add_argument("--profile", default="auto", help="the recipe trained (auto: gpu if CUDA, else cpu)")
     parser.add_argument("--model", default="unet", choices=list(MODELS))
-    parser.add_argument("--epochs", type=int, default=1, help="epochs per training run")
+    parser.add_argument("--epochs", type=int, help="epochs per training run (default: the profile's budget)")
+    parser.add_argument("--train-steps", type=int, help="optimiser steps per training run, instead of epochs")
+    parser.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=True,
+                        help="evaluate the test split at original resolution (default: yes)")
     parser.add_argument("--checkpoint", help="evaluate this checkpoint (default: the run trained at the first image size)")
     parser.add_argument("--device", default="auto")
 
@@ -90,10 +94,13 @@ def train_child(config, cache_dir: str) -> dict:
     os.environ["LABKIT_CACHE"] = cache_dir
     from labkit.train import fit
 
+    from labkit.train import epoch_plan
+
     result = fit(config)
     if result.interrupted:
         raise KeyboardInterrupt
-    return {"history": [record.to_dict() for record in result.history], "checkpoint": str(result.best_checkpoint)}
+    return {"history": [record.to_dict() for record in result.history], "checkpoint": str(result.best_checkpoint),
+            "epoch_plan": epoch_plan(config, result.train_images)}
 
 
 def evaluate_child(checkpoint: str, root: str, cache_dir: str, device: str) -> list[dict]:
@@ -127,13 +134,19 @@ def train_row(config, cache_dir: Path, bare: dict) -> dict:
     """One training run in its own process, summarised."""
     run = in_child(train_child, config=config, cache_dir=str(cache_dir))
     history = run["value"]["history"]
-    epoch_seconds = sum(record["epoch_seconds"] for record in history) / len(history)
+    plan = run["value"]["epoch_plan"]
+    seconds_per_step = sum(record["epoch_seconds"] for record in history) / sum(plan)
+    epoch_seconds = seconds_per_step * max(plan)  # a whole epoch, estimated from the steps when the last is cut short
     images_per_second = sum(record["train_images_per_second"] for record in history) / len(history)
-    row = {"image_size": config.image_size, "epochs": len(history), "seconds_per_epoch": epoch_seconds,
+    row = {"image_size": config.image_size, "epochs": len(history), "steps": sum(plan),
+           "seconds_per_step": seconds_per_step, "seconds_per_epoch": epoch_seconds, "steps_per_epoch": max(plan),
+           "valid_dice": [record["valid_dice"] for record in history],
            "epoch_seconds": [record["epoch_seconds"] for record in history],
            "train_images_per_second": images_per_second, "seconds": run["seconds"],
            "peak_rss_bytes": run["peak_rss_bytes"], "checkpoint": run["value"]["checkpoint"]}
-    print(f"train {config.image_size} px: {config.model}, {len(history)} epoch(s) of {epoch_seconds:.1f} s "
+    print(f"train {config.image_size} px: {config.model}, {sum(plan)} steps ({seconds_per_step:.2f} s each; a whole "
+          f"epoch of {max(plan)} steps {epoch_seconds:.0f} s), best valid Dice "
+          f"{max(record['valid_dice'] for record in history):.4f}; "
           f"({images_per_second:.1f} images/s; {run['seconds']:.1f} s with loading and validation), peak RSS "
           f"{format_size(run['peak_rss_bytes'])} (a bare process: {format_size(bare['peak_rss_bytes'])})", flush=True)
     return row
@@ -161,12 +174,14 @@ def run_rehearsal(args) -> None:
     profile, device = resolve_profile(args.profile), resolve_device(args.device)
     root = data.resolve_root(args.data_root)
     configs = [make_config(args.model, profile, data_root=str(root), image_size=size, epochs=args.epochs,
+                           train_steps=args.train_steps,
                            device=args.device, output_dir=str(paths.checkpoints_dir() / "rehearsal"),
                            run_name=f"{args.model}-{profile}-{size}px")
                for size in args.image_sizes]  # every setting is checked before anything is measured
     name = safe_file_name(f"rehearsal_{root.name}_{profile}_{args.model}_{'-'.join(map(str, args.image_sizes))}px")
     report = {"machine": {**machine(device), "cpus": os.cpu_count()}, "data_root": str(root),
-              "synthetic": data.is_synthetic(root), "profile": profile, "model": args.model, "epochs": args.epochs,
+              "synthetic": data.is_synthetic(root), "profile": profile, "model": args.model, "epochs": configs[0].epochs,
+              "train_steps": configs[0].train_steps,
               "image_sizes": args.image_sizes, "cache": [], "training": [], "evaluation": None}
     print(f"rehearsal on {root}: {profile} profile, {args.model}, image sizes {args.image_sizes} px", flush=True)
     bare = in_child(bare_child)
@@ -182,8 +197,9 @@ def run_rehearsal(args) -> None:
         for config in configs:
             report["training"].append(train_row(config, cache_dir, bare))
             save_report(name, report, device)
-        checkpoint = args.checkpoint or report["training"][0]["checkpoint"]
-        report["evaluation"] = evaluation_row(checkpoint, root, cache_dir, args.device)
-        save_report(name, report, device)
+        if args.evaluate:
+            checkpoint = args.checkpoint or report["training"][0]["checkpoint"]
+            report["evaluation"] = evaluation_row(checkpoint, root, cache_dir, args.device)
+            save_report(name, report, device)
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)

@@ -49,6 +49,7 @@ class TrainResult:
     history: list[EpochRecord] = field(default_factory=list)
     best: EpochRecord | None = None
     interrupted: bool = False
+    train_images: int = 0  # photos in the training split, as the epoch plan counts them
 
     @property
     def best_checkpoint(self) -> Path:
@@ -354,7 +355,7 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
         if model is None:
             model = build_training_model(config, device)
         state = build_training_state(config, model, len(training_data.train))
-        result = TrainResult(run_dir=run_dir)
+        result = TrainResult(run_dir=run_dir, train_images=len(training_data.train))
         start_epoch = 0
         if resume:
             start_epoch, result.history, result.best = resume_from_last(state, run_dir, config, training_data)
