@@ -64,14 +64,20 @@ def batches(count: int, batch_size: int):
     return (slice(start, min(start + batch_size, count)) for start in range(0, count, batch_size))
 
 
-def score_tensors(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 32,
-                  precision: str = "auto", tta: bool = False) -> dict[str, float]:
-    """Metrics for photos and masks already in memory at one size (the per-epoch validation)."""
+def meter_tensors(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 32,
+                  precision: str = "auto", tta: bool = False) -> SegmentationMeter:
+    """Per-image pixel counts for photos and masks already in memory at one size."""
     meter = SegmentationMeter()
     with evaluation_mode(model):
         for batch in batches(len(images), batch_size):
             meter.update(predict_logits(model, images[batch], precision, tta), masks[batch].to(model_device(model)))
-    return meter.compute()
+    return meter
+
+
+def score_tensors(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 32,
+                  precision: str = "auto", tta: bool = False) -> dict[str, float]:
+    """Metrics for photos and masks already in memory at one size (the per-epoch validation)."""
+    return meter_tensors(model, images, masks, batch_size, precision, tta).compute()
 
 
 def threshold_sweep(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, thresholds,

@@ -153,7 +153,20 @@ class SegmentationMeter:
     def _stacked(self) -> dict[str, Tensor]:
         if len(self) == 0:
             raise ValueError("SegmentationMeter has no images yet; call update() before compute()")
-        return {key: torch.cat(chunks) for key, chunks in self._counts.items()}
+        return self.counts()
+
+    def counts(self) -> dict[str, Tensor]:
+        """Per-image `tp`, `fp`, `fn`, `tn` (int64, CPU, shape (N,)), in the order images were added."""
+        return {key: torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.int64)
+                for key, chunks in self._counts.items()}
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, Tensor], threshold: float = 0.5) -> "SegmentationMeter":
+        """A meter holding per-image counts gathered elsewhere (from several processes)."""
+        meter = cls(threshold)
+        for key in meter._counts:
+            meter._counts[key].append(counts[key].detach().cpu())
+        return meter
 
     def per_image(self) -> dict[str, list[float]]:
         """Dice, IoU and pixel accuracy of every image, in the order they were added."""
