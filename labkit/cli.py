@@ -24,6 +24,7 @@ from labkit.config import PROFILES
 from labkit.data import BORDER_MODES, SPLITS
 from labkit.data.cache import add_cache_parser, run_cache
 from labkit.device import PRECISIONS
+from labkit.distributed import rank_label
 from labkit.lab import add_lab_parsers, run_grade, run_release
 from labkit.models import MODELS
 from labkit.run_folder import RunFolderBusy
@@ -166,6 +167,8 @@ def run_train(args) -> int:
         overrides["model_kwargs"] = {"deep_supervision": True}
     config = make_config(args.model, args.profile, **overrides)
     result = fit(config, resume=args.resume)
+    if not result.world.is_main:  # under torchrun rank 0 alone reports
+        return EXIT_INTERRUPTED if result.interrupted else 0
     if result.best:
         print(f"best valid Dice {result.best.valid_dice:.4f} at epoch {result.best.epoch}: {result.best_checkpoint}")
     print(f"last checkpoint: {result.last_checkpoint}\nhistory: {result.run_dir / 'history.csv'}")
@@ -239,5 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args.debug or not is_user_error(error):
             raise
-        print(f"labkit {args.command}: error: {explain(error)} (--debug shows the traceback)", file=sys.stderr)
+        print(f"labkit {args.command}{rank_label()}: error: {explain(error)} (--debug shows the traceback)",
+              file=sys.stderr)
         return EXIT_ERROR
