@@ -52,6 +52,29 @@ class AugmentConfig:
                 raise ValueError(f"AugmentConfig.{name} must be >= 0, got {getattr(self, name)}")
 
 
+def effective_ranges(config: AugmentConfig) -> dict[str, str]:
+    """What `augment_batch` draws at this strength, range by range, in words (for tables).
+
+    `strength` scales every range except the flip, which stays a coin toss whenever strength > 0;
+    the zoom stops growing at strength 1 (see `AugmentConfig`).
+    """
+    strength = config.strength
+    if strength == 0:
+        return {"augmentation": "off (strength 0)"}
+    crop = 1 - (1 - config.min_scale) * min(strength, 1.0)
+    aspect = 1 + config.max_aspect_change * strength
+    ranges = {
+        "left-right flip": "probability 0.5" if config.hflip else "never",
+        "rotation": f"±{config.max_rotation_degrees * strength:g}°",
+        "zoom (crop side)": f"{crop:.0%} to 100% of the image",
+        "crop aspect ratio": f"1/{aspect:.3g} to {aspect:.3g}",
+    }
+    for name in ("brightness", "contrast", "saturation"):
+        spread = getattr(config, name) * strength
+        ranges[f"{name} factor"] = f"{max(0.0, 1 - spread):.3g} to {1 + spread:.3g}"
+    return ranges
+
+
 def _to_device_of(values: Tensor, batch: Tensor) -> Tensor:
     """Move CPU random draws to the batch's device and dtype. On CUDA they go through pinned
     memory without blocking, so the CPU does not wait for the GPU at every batch."""

@@ -229,6 +229,37 @@ def summarize(rows: list[dict]) -> dict:
     return summary
 
 
+# TrainConfig fields that say where and under which name a run happened, not how it learned; the
+# budget is compared separately, in optimiser steps.
+NOT_RECIPE = ("seed", "run_name", "data_root", "device", "output_dir", "compile", "epochs", "train_steps")
+
+
+def trains_like_profile(report: dict, model: str, profile: str, train_count: int) -> bool:
+    """Did a quality report's runs of `model` train as `profile` trains it now?
+
+    The budget is compared as the optimiser steps it makes on `train_count` training photos, so a
+    run of 40 epochs and one of the 440 steps those epochs make on 180 photos are the same recipe.
+    Older reports keep no configuration, only their overrides and the epochs each run trained;
+    their recipe is the profile with those overrides.
+    """
+    from labkit.train import epoch_plan
+
+    row = next(row for row in report["rows"] if row["model"] == model)
+    if "config" in row:
+        recipe = TrainConfig.from_dict(row["config"])
+    else:
+        settings = {key: value for key, value in report["overrides"].items() if key not in ("epochs", "train_steps")}
+        recipe = make_config(model, profile, epochs=row["epochs"], **settings)
+    current = make_config(model, profile)
+
+    def learned(config: TrainConfig) -> dict:
+        values = json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as saved reports hold them
+        return {key: value for key, value in values.items() if key not in NOT_RECIPE}
+
+    same_steps = sum(epoch_plan(recipe, train_count)) == sum(epoch_plan(current, train_count))
+    return same_steps and learned(recipe) == learned(current)
+
+
 def quality_report_name(profile: str, models: list[str], seeds: list[int], overrides: dict) -> str:
     """`quality_<profile>[_<model>][_seeds-0-1-2][_<field>-<value>...]`: runs that differ in what they
     trained, on what seeds or with which settings never overwrite each other's report."""

@@ -23,7 +23,7 @@ PROFILES: dict[str, dict] = {
     },
     # Minutes on a laptop CPU: a model worth looking at. Chosen on the real sample's valid split
     # (UNet, 3 seeds; 180 training photos, 11 steps an epoch): 20 epochs 0.798, 40 epochs 0.825,
-    # 40 epochs with half-strength augmentation 0.831, 60 epochs 0.842 but a third slower; a short
+    # 40 epochs with half-strength augmentation 0.831, 60 epochs 0.842 but half as long again; a short
     # schedule learns more from milder augmentation. 120 epochs reached 0.845 in 2.5 times the time
     # (ResNet34-UNet: 0.821 against 0.809); a UNet twice as wide (32), 0.830 in 3 times. The runs
     # are in reports/bench/quality_cpu_*. The budget is those 40 epochs counted in steps (440), so

@@ -1,7 +1,7 @@
 """Evaluation: per-image Dice and IoU at the training size and at each photo's own resolution.
 
-The headline is the mean of per-image Dice, the number papers and segmentation_models_pytorch
-report; the dataset-level (micro) scores sit beside it. At original resolution the logits are
+The headline is the mean of per-image Dice; the dataset-level (micro) scores, which pool the pixels
+of all photos first (segmentation_models_pytorch's examples report both kinds of IoU), sit beside it. At original resolution the logits are
 resized bilinearly to the photo's size and compared with the untouched trimap, so the score does
 not depend on how small the network's input was.
 """
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from labkit import data
 from labkit.checkpoint import ModelSource, model_and_info, trained_border, trained_image_size
 from labkit.device import autocast, resolve_precision
-from labkit.metrics import SegmentationMeter, dice_per_image
+from labkit.metrics import SegmentationMeter, confusion_per_image, dice_from_counts, dice_per_image
 
 
 @dataclass
@@ -153,6 +153,55 @@ def evaluate(source: ModelSource, split: str = "test", root: str | Path | None =
     info = {"split": split, "root": str(root), "synthetic": data.is_synthetic(root), "image_size": image_size,
             "border": border, "tta": tta, "images": len(arrays), "model": type(model).__name__}
     return EvaluationResult({"resized": resized.compute(), "original": original.compute()}, per_image, info)
+
+
+UPSAMPLING_ORDERS = {
+    "logits": "resize the logits, then threshold",  # what evaluate and predict do
+    "mask": "threshold, then resize the mask",  # the 0/1 mask enlarged with nearest neighbour
+}
+
+
+def mask_at_size(logits: torch.Tensor, size: tuple[int, int], order: str = "logits",
+                 threshold: float = 0.5) -> torch.Tensor:
+    """One image's bool (H, W) mask at `size` from its (1, h, w) logits at the network's size.
+
+    Args:
+        order: "logits" resizes the logits bilinearly and thresholds at `size`; "mask" thresholds at
+            the network's size and enlarges the 0/1 mask with nearest neighbour, which turns every
+            network pixel into a block (a staircase along the outline).
+    """
+    if order not in UPSAMPLING_ORDERS:
+        raise ValueError(f"order must be one of {list(UPSAMPLING_ORDERS)}, got {order!r}")
+    logits = logits.float()[None]  # (1, 1, h, w)
+    if order == "logits":
+        resized = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        return (torch.sigmoid(resized) > threshold)[0, 0]
+    mask = (torch.sigmoid(logits) > threshold).float()
+    return F.interpolate(mask, size=tuple(size), mode="nearest")[0, 0] > 0.5
+
+
+def dice_by_upsampling_order(model: nn.Module, arrays: data.SplitArrays, border: str = "pet",
+                             batch_size: int = 32) -> dict[str, list[float]]:
+    """Per-photo Dice at each photo's original size, once for each order of `mask_at_size`.
+
+    Args:
+        arrays: the split at the size the model was trained on (`data.load_split`).
+        border: how the trimap border counts in the original-size truth, as in training.
+
+    Returns:
+        {"logits": [Dice of each photo], "mask": [...]}, photos in the split's order.
+    """
+    images, _ = data.to_tensors(arrays, border=border)
+    scores = {order: [] for order in UPSAMPLING_ORDERS}
+    for batch in batches(len(arrays), batch_size):
+        logits = predict_logits(model, images[batch]).cpu()
+        indices = range(batch.start, batch.stop)
+        for logit, truth, index in zip(logits, original_masks(arrays, indices, border), indices):
+            for order in UPSAMPLING_ORDERS:
+                predicted = mask_at_size(logit, arrays.original_sizes[index], order)
+                counts = confusion_per_image(predicted[None], truth[None])
+                scores[order].append(dice_from_counts(counts["tp"], counts["fp"], counts["fn"]).item())
+    return scores
 
 
 def rows(columns: dict[str, list[float]]) -> list[dict[str, float]]:

@@ -44,3 +44,19 @@ def write_history(history: list[EpochRecord], run_dir: Path) -> None:
 def read_history(run_dir: Path) -> list[EpochRecord]:
     """The records in a run folder's history.json."""
     return [EpochRecord.from_dict(row) for row in json.loads((Path(run_dir) / "history.json").read_text())]
+
+
+def best_and_last(history: list[EpochRecord]) -> dict:
+    """The epoch with the highest valid Dice (what best.pt keeps) next to the last epoch.
+
+    Returns:
+        best_epoch, best_valid_dice, best_train_loss, last_epoch, last_valid_dice, last_train_loss,
+        and drop: best_valid_dice - last_valid_dice (0 when the last epoch is the best).
+    """
+    if not history:
+        raise ValueError("the history is empty: no epoch has finished yet")
+    best = max(history, key=lambda record: record.valid_dice)  # the first of equal maxima, as fit keeps it
+    last = history[-1]
+    return {"best_epoch": best.epoch, "best_valid_dice": best.valid_dice, "best_train_loss": best.train_loss,
+            "last_epoch": last.epoch, "last_valid_dice": last.valid_dice, "last_train_loss": last.train_loss,
+            "drop": best.valid_dice - last.valid_dice}

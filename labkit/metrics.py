@@ -10,6 +10,7 @@ Conventions (every notebook and report uses these, so they live in one place):
 """
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # The single definition of the "ignore this pixel" label; labkit.data imports it from here.
@@ -100,6 +101,41 @@ def iou_per_image(logits: Tensor, target: Tensor, threshold: float = 0.5) -> Ten
     """IoU of each image in a batch, shape (B,)."""
     counts = confusion_per_image(predict_mask(logits, threshold), target)
     return iou_from_counts(counts["tp"], counts["fp"], counts["fn"])
+
+
+def outline_band(target: Tensor, width: int = 2) -> Tensor:
+    """Pixels within `width` pixels (counted along rows, columns and diagonals) of the true outline.
+
+    A pet pixel is in the band when a background pixel lies within `width`, and a background pixel
+    when a pet pixel does: the band straddles the outline, `width` pixels on each side. Ignored
+    pixels are never in it.
+
+    Args:
+        target: (B, H, W) masks of 0, 1 and IGNORE_INDEX.
+
+    Returns:
+        bool (B, H, W).
+    """
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a whole number of pixels >= 1, got {width!r}")
+    if target.dim() != 3:
+        raise ValueError(f"target must be (B, H, W), got {tuple(target.shape)}")
+    pet = (target == 1)[:, None].float()
+    background = (target == 0)[:, None].float()
+    near_pet, near_background = (F.max_pool2d(mask, 2 * width + 1, stride=1, padding=width)[:, 0] > 0
+                                 for mask in (pet, background))
+    return near_pet & near_background & (target != IGNORE_INDEX)
+
+
+def boundary_dice_per_image(logits: Tensor, target: Tensor, width: int = 2, threshold: float = 0.5) -> Tensor:
+    """Dice of each image counted only inside `outline_band(target, width)`, shape (B,).
+
+    Ordinary Dice is dominated by the pet's interior; this one asks only whether the outline is in
+    the right place. An image without an outline (no pet, or no background) scores 1 when nothing in
+    its empty band is wrong, by the usual empty-versus-empty rule.
+    """
+    band_only = torch.where(outline_band(target, width), target, torch.full_like(target, IGNORE_INDEX))
+    return dice_per_image(logits, band_only, threshold)
 
 
 def pixel_accuracy(logits: Tensor, target: Tensor, threshold: float = 0.5) -> Tensor:

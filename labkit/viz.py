@@ -236,23 +236,26 @@ def plot_foreground_fraction(fractions, labels=None) -> Figure:
     return fig
 
 
-def plot_history(histories: dict[str, list], unit: str = "epoch", dice_label: str = "validation Dice") -> Figure:
+def plot_history(histories: dict[str, list], unit: str = "epoch", dice_label: str = "validation Dice",
+                 dice_key: str = "valid_dice") -> Figure:
     """Training loss and validation Dice against epoch (or `unit`), one line per run, best starred.
 
     Args:
         histories: {run label or model key: its `EpochRecord`s (or rows of history.csv as dicts)}.
         unit: the rows' key for the x axis ("epoch", or "step" for a loop that is not in epochs).
         dice_label: what the Dice is measured on, for the right panel's labels.
+        dice_key: the rows' key for the Dice ("valid_dice" in training histories; a loop that
+            scores its own batch names it for what it is, e.g. "batch_dice").
     """
     fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for index, (label, history) in enumerate(histories.items()):
         history = [row.to_dict() if hasattr(row, "to_dict") else row for row in history]
-        missing = {unit, "train_loss", "valid_dice"} - set(history[0] if history else {})
+        missing = {unit, "train_loss", dice_key} - set(history[0] if history else {})
         if missing:
             raise ValueError(f"history of run {label!r} lacks {sorted(missing)}; pass the rows of history.csv")
         epochs = [row[unit] for row in history]
         label = model_label(label)
-        dice = [row["valid_dice"] for row in history]
+        dice = [row[dice_key] for row in history]
         best = int(np.argmax(dice))
         loss_ax.plot(epochs, [row["train_loss"] for row in history], color=f"C{index}", label=label)
         dice_ax.plot(epochs, dice, color=f"C{index}", label=f"{label} (best {dice[best]:.3f}, {unit} {epochs[best]})")
@@ -291,9 +294,12 @@ def show_predictions(images, truths, predictions, titles=None, dice=None) -> Fig
 
 
 def display_name(key: str) -> str:
-    """'dice_original' -> 'Dice original', for axis labels."""
+    """A per-image score's key as a reader says it, for axis labels:
+    'dice_original' -> 'Dice at original resolution', 'dice' -> 'Dice'."""
     words = key.split("_")
-    return " ".join([{"dice": "Dice", "iou": "IoU"}.get(words[0], words[0]), *words[1:]])
+    metric = {"dice": "Dice", "iou": "IoU"}.get(words[0], words[0])
+    where = {"original": "at original resolution"}
+    return " ".join([metric, *(where.get(word, word) for word in words[1:])])
 
 
 def mean_by(rows: list[dict], group: str, key: str) -> dict[str, float]:
@@ -318,7 +324,8 @@ def plot_per_breed(per_image: dict[str, list[dict]], key: str = "dice") -> Figur
     species = {row["breed"]: row["species"] for rows in per_image.values() for row in rows}
     breeds = sorted(species, key=lambda breed: np.mean([np.mean(s[breed]) for s in scores.values() if breed in s]))
     height = 0.8 / len(scores)
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.22 * len(breeds) * len(scores) ** 0.5), layout="constrained")
+    # At least 3 inches tall, so that a chart of a few breeds stays readable.
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 1.2 + 0.22 * len(breeds) * len(scores) ** 0.5)), layout="constrained")
     lows, highs = [], []
     for index, (model, by_breed) in enumerate(scores.items()):
         positions = np.arange(len(breeds)) - (index - (len(scores) - 1) / 2) * height  # first model on top
@@ -331,7 +338,7 @@ def plot_per_breed(per_image: dict[str, list[dict]], key: str = "dice") -> Figur
                 label=f"{model_label(model)} (all photos {np.mean(everything):.3f} ± {standard_error(everything):.3f})")
     ax.set_yticks(np.arange(len(breeds)), [f"{breed} ({species[breed]})" for breed in breeds], fontsize=8)
     ax.set(xlim=zoomed_limits(min(lows), max(highs)), ylim=(-0.6, len(breeds) - 0.4),
-           xlabel=f"mean {display_name(key)} per breed (± standard error over photos)",
+           xlabel=f"{display_name(key)}, mean per breed (± standard error over photos)",
            title="Which breeds are hardest? (easiest on top; the axis does not start at 0)")
     ax.grid(axis="x", alpha=0.3)
     fig.legend(loc="outside lower center", ncol=len(scores), frameon=False, fontsize=9)
@@ -354,8 +361,9 @@ def plot_dice_histogram(per_image: dict[str, list[dict]], key: str = "dice") -> 
     return fig
 
 
-def plot_threshold_sweep(thresholds, scores: dict[str, list[float]]) -> Figure:
-    """Score against decision threshold per model, the best threshold starred."""
+def plot_threshold_sweep(thresholds, scores: dict[str, list[float]], ylabel: str = "Dice") -> Figure:
+    """Score against decision threshold per model, the best threshold starred; `ylabel` says which
+    split and how many photos the scores come from."""
     thresholds = to_numpy(thresholds).astype(float)
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     for index, (model, values) in enumerate(scores.items()):
@@ -365,7 +373,7 @@ def plot_threshold_sweep(thresholds, scores: dict[str, list[float]]) -> Figure:
                 label=f"{model_label(model)} (best {values[best]:.3f} at {thresholds[best]:.2f})")
         ax.plot(thresholds[best], values[best], "*", color=f"C{index}", markersize=14, markeredgecolor="k")
     ax.axvline(0.5, color="0.5", linestyle=":", label="default threshold 0.5")
-    ax.set(xlabel="threshold on the predicted probability", ylabel="Dice", title="Dice against threshold")
+    ax.set(xlabel="threshold on the predicted probability", ylabel=ylabel, title="Dice against threshold")
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -399,9 +407,10 @@ def plot_speed_comparison(rows: list[dict], value_keys=("images_per_second",), l
 
 
 def plot_score_summary(means: dict[str, dict[str, float]], errors: dict[str, dict[str, float]],
-                       ylabel: str = "Dice (mean per image)") -> Figure:
-    """Grouped bars: one group per model, one bar per setting, each with its error bar, on an axis
-    zoomed to the bars so that differences of 0.001 to 0.02 can be seen.
+                       ylabel: str = "Dice (± SE)", title: str = "Scores") -> Figure:
+    """Grouped bars: one group per model, one bar per setting, each with its error bar and its value
+    written above the error bar, on an axis zoomed to the bars (the title says it does not start
+    at 0) so that differences of 0.001 to 0.02 can be seen.
 
     Args:
         means: model key -> {setting label: score}.
@@ -410,17 +419,20 @@ def plot_score_summary(means: dict[str, dict[str, float]], errors: dict[str, dic
     models = list(means)
     settings = list(means[models[0]])
     width = 0.8 / len(settings)
+    low = min(means[m][s] - errors[m][s] for m in models for s in settings)
+    high = max(means[m][s] + errors[m][s] for m in models for s in settings)
+    bottom, top = zoomed_limits(low, high, margin=0.25)  # room above the highest error bar for its label
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for index, setting in enumerate(settings):
         positions = np.arange(len(models)) + (index - (len(settings) - 1) / 2) * width
         values = [means[model][setting] for model in models]
-        bars = ax.bar(positions, values, width, yerr=[errors[model][setting] for model in models], capsize=3,
-                      color=f"C{index}", ecolor="0.2", label=setting)
-        ax.bar_label(bars, labels=[f"{value:.3f}" for value in values], fontsize=8, padding=2, label_type="center")
-    low = min(means[m][s] - errors[m][s] for m in models for s in settings)
-    high = max(means[m][s] + errors[m][s] for m in models for s in settings)
+        spreads = [errors[model][setting] for model in models]
+        ax.bar(positions, values, width, yerr=spreads, capsize=3, color=f"C{index}", ecolor="0.2", label=setting)
+        for position, value, spread in zip(positions, values, spreads):
+            ax.annotate(f"{value:.3f}", (position, value + spread), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=8)
     ax.set_xticks(np.arange(len(models)), [model_label(model) for model in models])
-    ax.set(ylim=zoomed_limits(low, high), ylabel=f"{ylabel} (axis does not start at 0)")
+    ax.set(ylim=(bottom, top), ylabel=ylabel, title=f"{title} (the axis does not start at 0)")
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncol=min(4, len(settings)), frameon=False, fontsize=9)
     return fig
@@ -452,13 +464,17 @@ def plot_lr_range_test(lrs, losses, chosen: float | None = None) -> Figure:
 
 
 def format_cell(value) -> str:
+    """Floats to 3 decimals, whole numbers with thousands separators (1,080,929), the rest as text."""
     if isinstance(value, (float, np.floating)):
         return f"{value:.3f}"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return f"{value:,}"
     return "" if value is None else str(value).replace("|", "\\|")
 
 
 def results_table(rows: list[dict], columns) -> str:
-    """A Markdown table of rows; floats to 3 decimals, numeric columns right-aligned.
+    """A Markdown table of rows; floats to 3 decimals, whole numbers with thousands separators,
+    numeric columns right-aligned.
 
     Args:
         columns: keys to show, in order, or a {key: heading} dict to rename them.

@@ -10,7 +10,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -39,6 +39,16 @@ class NotebookRun:
     synthetic: bool
     profile: str
     device: str
+    started: float = field(default_factory=lambda: time.perf_counter(), repr=False, compare=False)  # at setup
+
+    def elapsed(self) -> str:
+        """How long the notebook has run since `setup_notebook` made its run record, with what it
+        ran on, in one line."""
+        seconds = time.perf_counter() - self.started
+        taken = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} minutes"
+        threads = torch.get_num_threads()
+        return (f"Time since the run record: {taken} ({self.profile} profile, {self.device}, "
+                f"{threads} CPU thread{'s' if threads > 1 else ''}).")
 
     def __repr__(self) -> str:  # the plain-text twin of the record, stored beside it in the notebook
         return (f"NotebookRun(root={shown_path(self.root)!r}, synthetic={self.synthetic}, "
@@ -91,34 +101,49 @@ def record_results(section: str, values: dict) -> Path:
     return path
 
 
-def live_curves(name: str, epochs: int | None = None) -> Callable[[list[EpochRecord]], None]:
+class LiveCurves:
+    """An `on_epoch_end` callback that redraws the loss and Dice curves in place after each epoch
+    (make it with `live_curves`); `clear()` empties the picture once it has served."""
+
+    def __init__(self, name: str, epochs: int | None = None) -> None:
+        from IPython.display import display
+
+        from labkit.run_folder import TimeShare
+
+        self.name, self.epochs = name, epochs
+        self.handle = display(display_id=True)  # None outside IPython
+        self.time_share = TimeShare(LIVE_PLOT_TIME_SHARE)
+
+    def __call__(self, history: list[EpochRecord]) -> None:
+        import matplotlib.pyplot as plt
+
+        from labkit import viz
+
+        last = history[-1]
+        final = self.epochs is not None and (last["epoch"] if isinstance(last, dict) else last.epoch) >= self.epochs
+        if self.handle is None or not (final or self.time_share.allows()):
+            return
+        with self.time_share.spending():
+            figure = viz.plot_history({self.name: history})
+            self.handle.update(figure)
+            plt.close(figure)
+
+    def clear(self) -> None:
+        """Replace the live figure by nothing, so a notebook that plots the finished curves again
+        does not keep the same curves twice."""
+        if self.handle is not None:
+            self.handle.update({}, raw=True)
+
+
+def live_curves(name: str, epochs: int | None = None) -> LiveCurves:
     """An `on_epoch_end` callback that redraws the loss and Dice curves in place after each epoch.
 
     Drawing the figure takes about 0.15 s, longer than a whole epoch of a small split on a GPU, so
     epochs are skipped whenever drawing has taken more than LIVE_PLOT_TIME_SHARE of the time so
     far. The final epoch (`epochs`, when given) is always drawn. Outside a notebook there is no
-    display to draw into, and the callback does nothing.
+    display to draw into, and the callback does nothing. `.clear()` removes the figure afterwards.
     """
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    from labkit import viz
-    from labkit.run_folder import TimeShare
-
-    handle = display(display_id=True)  # None outside IPython
-    time_share = TimeShare(LIVE_PLOT_TIME_SHARE)
-
-    def redraw(history: list[EpochRecord]) -> None:
-        last = history[-1]
-        final = epochs is not None and (last["epoch"] if isinstance(last, dict) else last.epoch) >= epochs
-        if handle is None or not (final or time_share.allows()):
-            return
-        with time_share.spending():
-            figure = viz.plot_history({name: history})
-            handle.update(figure)
-            plt.close(figure)
-
-    return redraw
+    return LiveCurves(name, epochs)
 
 
 def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False,

@@ -168,3 +168,34 @@ def test_the_callers_batch_is_not_modified():
     images_before, masks_before = images.clone(), masks.clone()
     augment_batch(images, masks, AugmentConfig(strength=2.0), seeded())
     assert torch.equal(images, images_before) and torch.equal(masks, masks_before)
+
+
+def drawn_angles_and_crops(strength: float, count: int = 4000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotation angles (degrees) and crop sides of many square-image draws, read back from theta."""
+    theta = random_affine_matrices(count, 32, 32, AugmentConfig(strength=strength, max_aspect_change=0.0),
+                                   torch.Generator().manual_seed(0))
+    # Without an aspect change, theta[:, :, :2] = crop * rotation(angle) (times the flip on column 0).
+    angles = torch.rad2deg(torch.atan2(theta[:, 0, 1].neg(), theta[:, 1, 1]))
+    crops = torch.hypot(theta[:, 0, 1], theta[:, 1, 1])
+    return angles, crops
+
+
+@pytest.mark.parametrize("strength", [0.5, 1.0, 1.5])
+def test_effective_ranges_state_what_augment_batch_draws(strength):
+    from labkit.augment import effective_ranges
+
+    angles, crops = drawn_angles_and_crops(strength)
+    ranges = effective_ranges(AugmentConfig(strength=strength))
+    limit, smallest = 15 * strength, 1 - 0.4 * min(strength, 1.0)
+    assert ranges["rotation"] == f"±{limit:g}°"
+    assert ranges["zoom (crop side)"] == f"{smallest:.0%} to 100% of the image"
+    assert angles.abs().max() <= limit + 1e-3 and angles.abs().max() > 0.98 * limit
+    assert crops.min() >= smallest - 1e-4 and crops.min() < smallest + 0.01
+    assert ranges["left-right flip"] == "probability 0.5"  # the flip is not scaled by the strength
+    assert ranges["brightness factor"] == f"{1 - 0.3 * strength:.3g} to {1 + 0.3 * strength:.3g}"
+
+
+def test_effective_ranges_say_when_augmentation_is_off():
+    from labkit.augment import effective_ranges
+
+    assert effective_ranges(AugmentConfig(strength=0)) == {"augmentation": "off (strength 0)"}

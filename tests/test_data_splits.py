@@ -68,3 +68,18 @@ def test_split_file_listing_no_photos_is_refused_with_the_fix(fake_root):
 def test_shared_sample_split_sizes(shared_sample):
     sizes = {split: len(read_split(shared_sample, split)) for split in SPLITS}
     assert sizes == {"trainval": 200, "train": 180, "valid": 20, "test": 101}
+
+
+def test_evenly_spaced_spreads_picks_through_the_list_without_its_ends():
+    from labkit.data import evenly_spaced
+
+    assert evenly_spaced(list(range(180)), 4) == [36, 72, 107, 143]
+    assert evenly_spaced(list("abcdefghij"), 1) == ["e"]  # position 4.5, rounded to even: the middle
+    assert evenly_spaced(list(range(5)), 4) == [0, 1, 3, 4]  # too few to leave the ends out
+    assert evenly_spaced([1, 2], 3) == [1, 2]
+    for total in range(1, 40):
+        for count in range(1, 8):
+            picked = evenly_spaced(list(range(total)), count)
+            assert len(picked) == min(total, count) and picked == sorted(set(picked))
+    with pytest.raises(ValueError):
+        evenly_spaced([1, 2, 3], 0)

@@ -97,3 +97,47 @@ def test_predict_logits_uses_eval_mode_and_restores_the_mode():
 def test_evaluate_refuses_a_batch_size_of_zero_before_decoding(synthetic_root):
     with pytest.raises(ValueError, match="batch_size"):
         evaluate(ConstantLogit(1.0), split="valid", root=synthetic_root, image_size=32, batch_size=0)
+
+
+def disc_logits(size: int, radius: float) -> torch.Tensor:
+    """(1, size, size) logits: the signed distance (in pixels) inside a disc centred in the image."""
+    centre = (size - 1) / 2
+    rows, columns = torch.meshgrid(torch.arange(size) - centre, torch.arange(size) - centre, indexing="ij")
+    return (radius - torch.hypot(rows.float(), columns.float()))[None]
+
+
+def test_mask_at_size_either_resizes_logits_or_enlarges_the_thresholded_mask():
+    from labkit.evaluate import mask_at_size
+
+    logits = disc_logits(8, 2.5)
+    blocky = mask_at_size(logits, (32, 32), order="mask")
+    # Thresholding first and enlarging with nearest neighbour repeats each network pixel 4x4.
+    assert torch.equal(blocky, (logits[0] > 0).repeat_interleave(4, 0).repeat_interleave(4, 1))
+    smooth = mask_at_size(logits, (32, 32), order="logits")
+    expected = torch.nn.functional.interpolate(logits[None], size=(32, 32), mode="bilinear", align_corners=False)
+    assert torch.equal(smooth, expected[0, 0] > 0)
+    assert not torch.equal(smooth, blocky)
+    with pytest.raises(ValueError):
+        mask_at_size(logits, (32, 32), order="nearest")
+
+
+def test_resizing_logits_follows_a_round_outline_better_than_enlarging_the_mask():
+    from labkit.evaluate import mask_at_size
+    from labkit.metrics import dice_per_image
+
+    truth = (disc_logits(64, 20.0) > 0).to(torch.uint8)  # the disc at full resolution
+    logits = disc_logits(8, 20.0 / 8)  # the same disc as a network would see it, 8x smaller
+    scores = {order: dice_per_image(mask_at_size(logits, (64, 64), order)[None, None].float() * 20 - 10, truth).item()
+              for order in ("logits", "mask")}
+    assert scores["logits"] > scores["mask"]
+
+
+def test_dice_by_upsampling_order_scores_every_photo_both_ways(synthetic_root):
+    from labkit.evaluate import dice_by_upsampling_order
+
+    arrays = data.load_split(synthetic_root, "valid", size=32, progress=False)
+    scores = dice_by_upsampling_order(ConstantLogit(5.0), arrays)
+    samples = data.read_split(synthetic_root, "valid")
+    expected = [all_pet_dice(torch.from_numpy(data.trimap_to_mask(data.load_trimap(s.trimap_path)))) for s in samples]
+    # An all-pet prediction is the same mask whichever way it is enlarged.
+    assert scores["logits"] == pytest.approx(expected) and scores["mask"] == pytest.approx(expected)

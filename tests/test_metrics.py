@@ -203,3 +203,46 @@ def test_reset_forgets_previous_images():
     meter.update(*four_pet_pixels())
     meter.reset()
     assert len(meter) == 0
+
+
+def square_target(size: int = 10, low: int = 3, high: int = 7) -> torch.Tensor:
+    """(1, size, size) with a pet square covering rows and columns low..high-1."""
+    target = torch.zeros(1, size, size, dtype=torch.uint8)
+    target[0, low:high, low:high] = 1
+    return target
+
+
+def test_outline_band_straddles_the_outline_by_its_width():
+    from labkit.metrics import outline_band
+
+    band = outline_band(square_target(), width=1)[0]
+    # A 4x4 pet square at 3..6: its 12 edge pixels and the 20 background pixels around it; the 2x2
+    # centre and everything two pixels away are out.
+    assert band.sum().item() == 12 + 20
+    assert not band[4:6, 4:6].any() and not band[1].any() and band[2, 2] and band[3, 3]
+    assert outline_band(square_target(), width=2)[0].sum().item() == 16 + 20 + 28  # the whole square, two rings
+
+
+def test_outline_band_leaves_ignored_pixels_and_outline_free_images_out():
+    from labkit.metrics import outline_band
+
+    target = square_target()
+    target[0, 2, :] = IGNORE_INDEX
+    assert not outline_band(target, width=1)[0, 2].any()
+    assert not outline_band(torch.zeros(1, 6, 6, dtype=torch.uint8), width=2).any()  # no pet, no outline
+
+
+def test_boundary_dice_sees_a_misplaced_outline_that_ordinary_dice_hardly_notices():
+    from labkit.metrics import boundary_dice_per_image
+
+    target = torch.zeros(1, 40, 40, dtype=torch.uint8)
+    target[0, 5:35, 5:35] = 1  # a 30x30 pet
+    shifted = torch.zeros(40, 40, dtype=torch.uint8)
+    shifted[6:36, 6:36] = 1  # the same square one pixel down and right
+    # Ordinary Dice: overlap 29x29 = 841 of 900 + 900 -> 0.934. Inside the 1-pixel band: the truth's
+    # 116 edge pixels, of which the shifted square covers 57 (row 34 and column 34, 29 + 29 - 1),
+    # missing 59, and 59 background pixels of the band (row 35 and column 35, 30 + 30 - 1);
+    # Dice = 2*57 / (2*57 + 59 + 59) = 0.491.
+    assert dice_per_image(logits_from(shifted), target).item() == pytest.approx(2 * 841 / 1800)
+    assert boundary_dice_per_image(logits_from(shifted), target, width=1).item() == pytest.approx(114 / 232)
+    assert boundary_dice_per_image(logits_from(target[0]), target, width=1).item() == 1.0

@@ -207,8 +207,9 @@ def test_plot_dice_histogram_reports_each_models_mean():
 
 
 def test_plot_threshold_sweep_names_the_best_threshold():
-    figure = viz.plot_threshold_sweep([0.3, 0.5, 0.7], {"unet": [0.8, 0.85, 0.9]})
+    figure = viz.plot_threshold_sweep([0.3, 0.5, 0.7], {"unet": [0.8, 0.85, 0.9]}, ylabel="valid Dice (20 photos)")
     assert "best 0.900 at 0.70" in figure.axes[0].get_legend().get_texts()[0].get_text()
+    assert figure.axes[0].get_ylabel() == "valid Dice (20 photos)"
 
 
 def test_plot_speed_comparison_draws_one_bar_per_setting_and_measurement():
@@ -257,3 +258,34 @@ def test_save_figure_rejects_a_path_in_the_name(tmp_path):
 def test_a_float_photo_outside_zero_to_one_is_refused():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         viz.overlay_mask(np.full((4, 4, 3), 200.0), np.zeros((4, 4), np.uint8))
+
+
+def test_plot_history_reads_the_dice_under_the_key_it_is_given():
+    rows = [{"step": step, "train_loss": 1.0 / step, "batch_dice": 0.1 * step} for step in (1, 2)]
+    figure = viz.plot_history({"unet": rows}, unit="step", dice_label="Dice on the same photos", dice_key="batch_dice")
+    assert "UNet (best 0.200, step 2)" == figure.axes[1].get_legend().get_texts()[0].get_text()
+    with pytest.raises(ValueError, match="valid_dice"):
+        viz.plot_history({"unet": rows}, unit="step")
+
+
+def test_scores_at_original_resolution_are_labelled_in_words():
+    assert viz.display_name("dice_original") == "Dice at original resolution"
+    assert viz.display_name("dice") == "Dice" and viz.display_name("iou_original") == "IoU at original resolution"
+    figure = viz.plot_per_breed(PER_IMAGE, key="dice")
+    assert figure.get_figheight() >= 3  # a chart of two breeds stays readable
+
+
+def test_plot_score_summary_writes_each_value_above_its_error_bar():
+    figure = viz.plot_score_summary({"unet": {"plain": 0.830, "flip TTA": 0.832}},
+                                    {"unet": {"plain": 0.004, "flip TTA": 0.004}}, ylabel="test Dice (± SE)")
+    ax = figure.axes[0]
+    labels = {text.get_text(): text.xy[1] for text in ax.texts}
+    assert labels == {"0.830": pytest.approx(0.834), "0.832": pytest.approx(0.836)}  # value + standard error
+    assert ax.get_ylim()[1] > 0.836 and ax.get_ylabel() == "test Dice (± SE)"
+    assert "does not start at 0" in ax.get_title()
+
+
+def test_results_table_writes_whole_numbers_with_thousands_separators_right_aligned():
+    table = viz.results_table([{"model": "unet", "parameters": 1080929, "epochs": 40, "pretrained": False}],
+                              ["model", "parameters", "epochs", "pretrained"])
+    assert table.splitlines()[1:] == ["|---|---:|---:|---:|", "| unet | 1,080,929 | 40 | False |"]

@@ -133,3 +133,26 @@ def test_stored_outputs_show_paths_relative_to_the_project(tmp_path, monkeypatch
     assert str(tmp_path) not in record and "`../shared/sample`" in record
     assert "CC BY-SA 4.0" in record  # real photos are credited where they appear
     assert str(tmp_path) not in repr(run)  # the plain-text copy a notebook stores beside the Markdown
+
+
+def test_live_curves_clear_their_figure_once_done(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from labkit import viz
+
+    shown = []
+    handle = SimpleNamespace(update=lambda obj, raw=False: shown.append((obj, raw)))
+    monkeypatch.setattr("IPython.display.display", lambda display_id: handle)
+    monkeypatch.setattr(viz, "plot_history", lambda histories: plt.figure())
+    curves = workbook.live_curves("unet", epochs=1)
+    curves([record_of_epoch(1)])
+    curves.clear()
+    assert len(shown) == 2 and shown[-1] == ({}, True)  # the figure, then an empty output in its place
+
+
+def test_the_run_says_how_long_the_notebook_took(synthetic_root, monkeypatch):
+    clock = iter([100.0, 250.0])
+    monkeypatch.setattr(workbook.time, "perf_counter", lambda: next(clock))
+    run = workbook.setup_notebook("smoke", synthetic_root)
+    assert run.elapsed().startswith("Time since the run record: 2.5 minutes (smoke profile, cpu,")
+    assert "started" not in repr(run)

@@ -5,7 +5,7 @@ to): `images/<name>.jpg` and `annotations/trimaps/<name>.png`, with the splits l
 `annotations/trainval.txt` and `annotations/test.txt`.
 
     roots     where the dataset is: resolve_root, the synthetic stand-in
-    splits    which photos a split lists: read_split, Sample
+    splits    which photos a split lists: read_split, Sample; evenly_spaced picks a few
     images    one photo or trimap from disk: load_rgb, load_trimap, trimap_to_mask, resize_photo
     cache     a whole split decoded once into uint8 arrays on disk: load_split, SplitArrays
     batches   arrays to model input: to_tensors, normalize
@@ -39,12 +39,12 @@ from labkit.data.roots import (
     resolve_root,
     synthetic_root,
 )
-from labkit.data.splits import SPECIES, SPLITS, Sample, read_split, split_file_path
+from labkit.data.splits import SPECIES, SPLITS, Sample, evenly_spaced, read_split, split_file_path
 
 __all__ = [
     "BORDER_MODES", "CACHE_FORMAT_VERSION", "DEFAULT_SIZE", "FIX_HINT", "IGNORE_INDEX", "IMAGENET_MEAN",
     "IMAGENET_STD", "SPECIES", "SPLITS", "PetSegmentation", "Sample", "SplitArrays", "SyntheticDataWarning",
-    "cache_files", "clear_cache", "default_root", "is_synthetic", "load_pair", "load_rgb",
+    "cache_files", "clear_cache", "default_root", "evenly_spaced", "is_synthetic", "load_pair", "load_rgb",
     "load_rgb_as_displayed", "load_split", "load_trimap", "make_synthetic", "normalize", "read_split",
     "resize_photo", "resize_trimap", "resolve_root", "split_file_path", "synthetic_root", "to_rgb",
     "to_tensors", "trimap_to_mask",

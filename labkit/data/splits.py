@@ -89,3 +89,22 @@ def parse_line(root: Path, line: str, where: str) -> Sample:
         image_path=root / "images" / f"{name}.jpg",
         trimap_path=root / "annotations" / "trimaps" / f"{name}.png",
     )
+
+
+def evenly_spaced(items: list, count: int) -> list:
+    """`count` items spread evenly through `items`, the first and last left out.
+
+    Figures show photos picked this way rather than the split's first lines, so they do not
+    depend on which photo happens to sort first, and a split sorted by breed shows every breed.
+    All items are returned when there are no more than `count`; with too few to leave the ends
+    out, the ends are kept.
+    """
+    items = list(items)
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a whole number >= 1, got {count!r}")
+    if len(items) <= count:
+        return items
+    if len(items) < count + 2:  # spread over every position, ends included; steps stay above 1
+        return [items[round(index * (len(items) - 1) / max(count - 1, 1))] for index in range(count)]
+    step = (len(items) - 1) / (count + 1)  # at least 1, so no item is picked twice
+    return [items[round(step * (index + 1))] for index in range(count)]

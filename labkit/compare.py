@@ -1,0 +1,64 @@
+"""Is a difference between two scores of the same photos more than noise? The paired comparison.
+
+Two models (or one model with and without TTA) scored on the same photos share each photo's
+difficulty: a hard photo is usually hard for both. The standard error of the per-photo
+*differences* leaves that shared part out, so it is smaller than the standard errors of the two
+means, and it is the right yardstick for the difference.
+"""
+
+import math
+from dataclasses import dataclass
+
+CLEAR_AT = 2.0  # a mean difference beyond this many standard errors is called clear
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of `after - before` over the same photos, with its standard error."""
+
+    mean: float
+    standard_error: float
+    count: int
+
+    @property
+    def standard_errors(self) -> float:
+        """How many standard errors the mean lies from 0 (inf for an exact, noiseless difference)."""
+        if self.standard_error == 0:
+            return 0.0 if self.mean == 0 else math.copysign(math.inf, self.mean)
+        return self.mean / self.standard_error
+
+    def is_clear(self, threshold: float = CLEAR_AT) -> bool:
+        """True when the mean difference lies more than `threshold` standard errors from 0."""
+        return abs(self.standard_errors) > threshold
+
+    def describe(self, if_higher: str, if_lower: str, unit: str = "Dice") -> str:
+        """The difference in words: `if_higher` (after above before) or `if_lower`, with its size,
+        when it is clear; otherwise that the two cannot be told apart."""
+        if not self.is_clear():
+            return (f"no clear difference: {abs(self.mean):.3f} {unit}, {abs(self.standard_errors):.1f} paired standard "
+                    f"errors, within the noise of {self.count} photos")
+        return (f"{if_higher if self.mean > 0 else if_lower}, by {abs(self.mean):.3f} {unit} "
+                f"({abs(self.standard_errors):.1f} paired standard errors)")
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.4f} ± {self.standard_error:.4f} ({self.standard_errors:+.1f} SE, {self.count} photos)"
+
+
+def paired_difference(before, after) -> PairedDifference:
+    """The mean per-photo difference `after - before` and its standard error (s / sqrt(n)).
+
+    Args:
+        before, after: one score per photo, the same photos in the same order.
+
+    Raises:
+        ValueError: the two lists differ in length or hold fewer than two photos.
+    """
+    before, after = [float(value) for value in before], [float(value) for value in after]
+    if len(before) != len(after):
+        raise ValueError(f"paired scores must come from the same photos: got {len(before)} and {len(after)} scores")
+    if len(before) < 2:
+        raise ValueError(f"a standard error needs at least two photos, got {len(before)}")
+    differences = [b - a for a, b in zip(before, after)]
+    mean = sum(differences) / len(differences)
+    variance = sum((value - mean) ** 2 for value in differences) / (len(differences) - 1)
+    return PairedDifference(mean, math.sqrt(variance / len(differences)), len(differences))
