@@ -115,8 +115,10 @@ def make_config(model: str = "unet", profile: str = "auto", **overrides) -> Trai
     if unknown:
         raise ValueError(f"unknown TrainConfig fields {unknown}; known fields: {sorted(known)}")
     preset = dict(PROFILES[profile])
-    budget = {name: overrides[name] for name in BUDGETS if overrides.get(name) is not None}
-    if budget:  # a budget given replaces the profile's, whichever kind it is
+    for name in BUDGETS:  # a budget of None leaves the profile's
+        if name in overrides and overrides[name] is None:
+            del overrides[name]
+    if any(name in overrides for name in BUDGETS):  # a budget given replaces the profile's, whichever kind it is
         preset.update({name: None for name in BUDGETS})
     model_kwargs = dict(preset.pop("model_kwargs", {}).get(model, {}))
     model_kwargs.update(overrides.pop("model_kwargs", None) or {})

@@ -30,6 +30,10 @@ def test_steps_given_replace_the_profiles_epochs():
     assert (config.epochs, config.train_steps) == (None, 5)
 
 
+def test_a_budget_of_none_keeps_the_profiles():
+    assert make_config("unet", "cpu", epochs=None, train_steps=None).train_steps == make_config("unet", "cpu").train_steps
+
+
 def test_two_budgets_at_once_are_refused_naming_both_flags():
     with pytest.raises(ValueError, match="--epochs.*--train-steps"):
         make_config("unet", "smoke", epochs=2, train_steps=5)
