@@ -22,6 +22,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from labkit.lab import CODE_STUB, SOLUTION, is_answer, is_check, master_paths, nbgrader, replace_regions
+from labkit.workbook import QUIET_KERNEL
 
 
 @dataclass
@@ -80,7 +81,7 @@ def execute_cells(notebook: NotebookNode, timeout: float, env: dict[str, str], c
     """
     outcome: dict[int, str] = {}
     client = NotebookClient(notebook, timeout=int(timeout), kernel_name="python3",
-                            resources={"metadata": {"path": str(cwd)}})
+                            resources={"metadata": {"path": str(cwd)}}, extra_arguments=QUIET_KERNEL)
     code_cells = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     stopped = None
     with client.setup_kernel(env=env):

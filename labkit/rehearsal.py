@@ -94,13 +94,14 @@ def train_child(config, cache_dir: str) -> dict:
     os.environ["LABKIT_CACHE"] = cache_dir
     from labkit.train import fit
 
-    from labkit.train import epoch_plan
+    from labkit.train import epoch_plan, steps_per_epoch
 
     result = fit(config)
     if result.interrupted:
         raise KeyboardInterrupt
     return {"history": [record.to_dict() for record in result.history], "checkpoint": str(result.best_checkpoint),
-            "epoch_plan": epoch_plan(config, result.train_images)}
+            "epoch_plan": epoch_plan(config, result.train_images),
+            "steps_per_epoch": steps_per_epoch(config.batch_size, result.train_images)}
 
 
 def evaluate_child(checkpoint: str, root: str, cache_dir: str, device: str) -> list[dict]:
@@ -136,16 +137,17 @@ def train_row(config, cache_dir: Path, bare: dict) -> dict:
     history = run["value"]["history"]
     plan = run["value"]["epoch_plan"]
     seconds_per_step = sum(record["epoch_seconds"] for record in history) / sum(plan)
-    epoch_seconds = seconds_per_step * max(plan)  # a whole epoch, estimated from the steps when the last is cut short
+    whole_epoch = run["value"]["steps_per_epoch"]
+    epoch_seconds = seconds_per_step * whole_epoch  # estimated from the steps taken when no epoch was whole
     images_per_second = sum(record["train_images_per_second"] for record in history) / len(history)
     row = {"image_size": config.image_size, "epochs": len(history), "steps": sum(plan),
-           "seconds_per_step": seconds_per_step, "seconds_per_epoch": epoch_seconds, "steps_per_epoch": max(plan),
+           "seconds_per_step": seconds_per_step, "seconds_per_epoch": epoch_seconds, "steps_per_epoch": whole_epoch,
            "valid_dice": [record["valid_dice"] for record in history],
            "epoch_seconds": [record["epoch_seconds"] for record in history],
            "train_images_per_second": images_per_second, "seconds": run["seconds"],
            "peak_rss_bytes": run["peak_rss_bytes"], "checkpoint": run["value"]["checkpoint"]}
     print(f"train {config.image_size} px: {config.model}, {sum(plan)} steps ({seconds_per_step:.2f} s each; a whole "
-          f"epoch of {max(plan)} steps {epoch_seconds:.0f} s), best valid Dice "
+          f"epoch of {whole_epoch} steps {epoch_seconds:.0f} s), best valid Dice "
           f"{max(record['valid_dice'] for record in history):.4f}; "
           f"({images_per_second:.1f} images/s; {run['seconds']:.1f} s with loading and validation), peak RSS "
           f"{format_size(run['peak_rss_bytes'])} (a bare process: {format_size(bare['peak_rss_bytes'])})", flush=True)

@@ -183,14 +183,18 @@ def notebook_paths() -> list[Path]:
     return sorted((paths.project_dir() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # the kernel's own log: errors only
+
+
 def execute_notebook(source: Path, target: Path, timeout: int) -> None:
     """Run one notebook in a fresh kernel with `notebooks/` as its working folder; the executed copy
     is written even when a cell fails, so the error can be read in context."""
     notebook = nbformat.read(source, as_version=4)
     # nbclient's default transport (TCP on 127.0.0.1), as nbval uses: with local "ipc" sockets the
-    # client once waited forever on an idle kernel here.
+    # client once waited forever on an idle kernel here. The connection is signed with the
+    # connection file's key; the kernel's log warning that it is not encrypted is left out.
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(source.parent)}})
+                            resources={"metadata": {"path": str(source.parent)}}, extra_arguments=QUIET_KERNEL)
     try:
         client.execute()
     except CellExecutionError as error:
@@ -208,6 +212,9 @@ def run_notebooks(profile: str = "auto", timeout: int = 3600, in_place: bool = F
             outputs are refreshed) instead of writing copies to reports/notebooks/.
     """
     os.environ["LABKIT_PROFILE"] = profile
+    # The notebooks are run to be read: their figures must be stored inline, which a backend set
+    # for scripts (MPLBACKEND=Agg) would prevent in every kernel.
+    os.environ.pop("MPLBACKEND", None)
     root = data.resolve_root()
     if data.is_synthetic(root):
         print(f"No real dataset in {data.default_root()}: the workbook runs on the synthetic set at {root}.\n"

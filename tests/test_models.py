@@ -99,12 +99,14 @@ def test_eval_mode_gives_the_same_output_twice(model):
 
 def test_eval_mode_output_of_an_image_does_not_depend_on_the_rest_of_the_batch(model):
     model.eval()
-    images = torch.randn(3, 3, 64, 64)
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         alone = model(images[:1])
         in_batch = model(images)[:1]
-    # Untrained running statistics let logits grow to ~30, so compare relative to their size.
-    assert torch.allclose(alone, in_batch, rtol=1e-4, atol=1e-4)
+    # Untrained running statistics let logits grow to ~30, and a batch of one may take another
+    # convolution kernel whose float32 sums round differently: compare relative to their size
+    # (a leak between images, the bug this catches, changes them by far more than 1e-4 of it).
+    assert torch.allclose(alone, in_batch, rtol=0, atol=1e-4 * alone.abs().max().item())
 
 
 @pytest.mark.parametrize("bilinear", [True, False])

@@ -82,6 +82,17 @@ def test_workbook_executes_notebooks_in_order_into_reports(synthetic_root, tmp_p
     assert outputs == ["smoke\n", "42\n"]
 
 
+def test_the_workbook_stores_figures_inline_even_when_a_script_backend_is_set(synthetic_root, tmp_path, monkeypatch):
+    import nbformat
+
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.setenv("LABKIT_DATA", str(synthetic_root))
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as `make test` sets it; restored after the test
+    write_notebook(tmp_path / "notebooks" / "00_plot.ipynb", "import matplotlib; print(matplotlib.get_backend())")
+    [executed] = workbook.run_notebooks(profile="smoke", timeout=120)
+    assert "inline" in nbformat.read(executed, as_version=4).cells[0].outputs[0]["text"]
+
+
 def test_a_failing_notebook_names_itself_and_keeps_its_executed_copy(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     monkeypatch.setenv("LABKIT_DATA", str(synthetic_root))
