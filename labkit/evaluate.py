@@ -1,9 +1,10 @@
 """Evaluation: per-image Dice and IoU at the training size and at each photo's own resolution.
 
 The headline is the mean of per-image Dice; the dataset-level (micro) scores, which pool the pixels
-of all photos first (segmentation_models_pytorch's examples report both kinds of IoU), sit beside it. At original resolution the logits are
-resized bilinearly to the photo's size and compared with the untouched trimap, so the score does
-not depend on how small the network's input was.
+of all photos first (segmentation_models_pytorch's examples report both kinds of IoU), sit beside
+it. At original resolution the logits are resized bilinearly to the photo's size and compared with
+the untouched trimap, so the score is in the photo's own pixels; what the network lost by seeing a
+smaller copy of the photo is not given back, and counts against it.
 """
 
 import contextlib

@@ -11,6 +11,7 @@ its time limit scores 0 for every check it did not reach; the other notebooks ar
 import csv
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -64,8 +65,12 @@ def kernel_environment(home: Path) -> dict[str, str]:
     return {**os.environ, "LABKIT_PROFILE": "smoke", "LABKIT_HOME": str(home), "MPLBACKEND": "Agg"}
 
 
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # the terminal colours of a kernel's traceback
+
+
 def first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    """The line of a cell's error that says what went wrong, without terminal colours."""
+    text = ANSI_COLOUR.sub("", str(error)).strip()
     for line in text.splitlines():  # nbclient puts the cell's source first; the error name and message last
         if line.startswith(("CheckFailed", "NotImplementedError")) or ("Error:" in line and not line.startswith(" ")):
             return line.strip()

@@ -14,7 +14,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from labkit import cli
-from labkit.grading import execute_cells, format_scores, grade, kernel_environment, write_scores
+from labkit.grading import execute_cells, first_line, format_scores, grade, kernel_environment, write_scores
 from labkit.lab import mark_exercise, release, release_notebook
 
 TRIMAP_SOLUTION = "    return np.isin(trimap, (1, 3)).astype(np.uint8)"
@@ -245,3 +245,9 @@ def test_the_release_command_writes_the_student_notebooks(masters, tmp_path, cap
 def test_the_grade_command_refuses_a_missing_folder(masters, tmp_path, capsys):
     assert cli.main(["grade", str(tmp_path / "nowhere"), "--masters", str(masters)]) == 1
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_a_failed_cell_is_summed_up_by_its_error_line_without_terminal_colours():
+    error = RuntimeError("An error occurred while executing the following cell:\n------------------\nassert x\n"
+                         "------------------\n\n\x1b[31mAssertionError\x1b[39m: x was 0")
+    assert first_line(error) == "AssertionError: x was 0"
