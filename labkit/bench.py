@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from labkit import paths
+from labkit import allocator, paths
 from labkit.config import TrainConfig, make_config, resolve_profile
 from labkit.device import DTYPES, PRECISIONS, autocast, resolve_device, resolve_precision
 from labkit.models import MODELS, count_parameters
@@ -124,7 +124,8 @@ def machine(device: torch.device) -> dict:
         name = torch.cuda.get_device_name(device)
     else:
         name = f"{device.type}: " + (platform.processor() or platform.machine()) + f", {torch.get_num_threads()} threads"
-    return {"device": name, "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+    return {"device": name, "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            "malloc": allocator.description()}
 
 
 def save_report(name: str, report: dict, device: torch.device) -> None:
@@ -149,6 +150,8 @@ def speed_report_name(profile: str, image_size: int, batch_size: int, models: li
     parts.append("-".join(str(DTYPES[precision]).split(".")[-1] for precision in precisions))
     if compiled:
         parts.append("compiled")
+    if not allocator.applied:
+        parts.append("default-malloc")
     return safe_file_name("_".join(parts))
 
 

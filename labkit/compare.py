@@ -7,6 +7,7 @@ means, and it is the right yardstick for the difference.
 """
 
 import math
+import statistics
 from dataclasses import dataclass
 
 CLEAR_AT = 2.0  # a mean difference beyond this many standard errors is called clear
@@ -59,6 +60,10 @@ def paired_difference(before, after) -> PairedDifference:
     if len(before) < 2:
         raise ValueError(f"a standard error needs at least two photos, got {len(before)}")
     differences = [b - a for a, b in zip(before, after)]
-    mean = sum(differences) / len(differences)
-    variance = sum((value - mean) ** 2 for value in differences) / (len(differences) - 1)
-    return PairedDifference(mean, math.sqrt(variance / len(differences)), len(differences))
+    return PairedDifference(statistics.fmean(differences), standard_error(differences), len(differences))
+
+
+def standard_error(values) -> float:
+    """Standard error of a mean, s / sqrt(n) (0 for a single value)."""
+    values = [float(value) for value in values]
+    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0

@@ -163,6 +163,17 @@ def option_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
+def check_setting(name: str, value) -> None:
+    """Refuse a value that breaks `name`'s rule in NUMERIC_RULES, naming the setting and its option.
+
+    Raises:
+        ValueError: e.g. "batch_size (--batch-size) must be a whole number >= 1, got 0".
+    """
+    allowed, words = NUMERIC_RULES[name]
+    if not allowed(value):
+        raise ValueError(f"{name} ({option_name(name)}) must be {words}, got {value!r}")
+
+
 def check_config(config: TrainConfig) -> None:
     """Refuse a setting that cannot train, naming it, its allowed values and what was given,
     before any photo is decoded.
@@ -173,10 +184,8 @@ def check_config(config: TrainConfig) -> None:
     from labkit.data import BORDER_MODES
     from labkit.models import MODELS
 
-    for name, (allowed, words) in NUMERIC_RULES.items():
-        value = getattr(config, name)
-        if not allowed(value):
-            raise ValueError(f"{name} ({option_name(name)}) must be {words}, got {value!r}")
+    for name in NUMERIC_RULES:
+        check_setting(name, getattr(config, name))
     if (config.epochs is None) == (config.train_steps is None):
         raise ValueError(f"give exactly one training budget: epochs (--epochs) or train_steps (--train-steps); "
                          f"got epochs={config.epochs!r}, train_steps={config.train_steps!r}")

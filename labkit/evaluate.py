@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from labkit import data
+from labkit import config, data
 from labkit.checkpoint import ModelSource, model_and_info, trained_border, trained_image_size
 from labkit.device import autocast, resolve_precision
 from labkit.metrics import SegmentationMeter, confusion_per_image, dice_from_counts, dice_per_image
@@ -27,6 +27,7 @@ class EvaluationResult:
     metrics: dict[str, dict[str, float]]  # {"resized": {...}, "original": {...}}
     per_image: list[dict] = field(default_factory=list)  # name, breed, species, size, Dice, IoU
     info: dict = field(default_factory=dict)  # split, root, image size, tta, model
+    logits: torch.Tensor | None = None  # (N, 1, h, w) at the network's size, on the CPU: `keep_logits=True`
 
 
 @contextlib.contextmanager
@@ -114,7 +115,8 @@ def original_masks(arrays: data.SplitArrays, indices: range, border: str) -> lis
 
 def evaluate(source: ModelSource, split: str = "test", root: str | Path | None = None,
              image_size: int | None = None, border: str | None = None, batch_size: int = 32, tta: bool = False,
-             precision: str = "auto", device: str = "auto", progress: bool = True) -> EvaluationResult:
+             precision: str = "auto", device: str = "auto", progress: bool = True,
+             keep_logits: bool = False) -> EvaluationResult:
     """Score a model on a split, at the training size and at original size.
 
     Args:
@@ -123,9 +125,10 @@ def evaluate(source: ModelSource, split: str = "test", root: str | Path | None =
         root: the dataset; default the one the checkpoint was trained on, else `data.resolve_root`'s.
         image_size, border: default to the checkpoint's training configuration.
         tta: average with the horizontally flipped prediction.
+        keep_logits: return the logits too (float32, 4 bytes a pixel at the network's size: 240 MB
+            for the 3,669 test photos at 128 px), so further scores need no second forward pass.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size (--batch-size) must be a whole number >= 1, got {batch_size!r}")
+    config.check_setting("batch_size", batch_size)
     model, trained = model_and_info(source, device)
     image_size = trained_image_size(trained, image_size)
     border = trained_border(trained, border)
@@ -135,10 +138,12 @@ def evaluate(source: ModelSource, split: str = "test", root: str | Path | None =
     arrays = data.load_split(root, split, size=image_size, progress=progress)
     images, masks = data.to_tensors(arrays, border=border)
 
-    resized, original = SegmentationMeter(), SegmentationMeter()
+    resized, original, kept = SegmentationMeter(), SegmentationMeter(), []
     with evaluation_mode(model):
         for batch in tqdm(list(batches(len(arrays), batch_size)), desc=f"evaluate {split}", disable=not progress):
             logits = predict_logits(model, images[batch], precision, tta)
+            if keep_logits:
+                kept.append(logits.cpu())
             resized.update(logits, masks[batch].to(logits.device))
             indices = range(batch.start, batch.stop)
             upsampled = [F.interpolate(logits[i - batch.start][None], size=arrays.original_sizes[i],
@@ -153,7 +158,8 @@ def evaluate(source: ModelSource, split: str = "test", root: str | Path | None =
                           "dice_original": at_original["dice"], "iou_original": at_original["iou"]})
     info = {"split": split, "root": str(root), "synthetic": data.is_synthetic(root), "image_size": image_size,
             "border": border, "tta": tta, "images": len(arrays), "model": type(model).__name__}
-    return EvaluationResult({"resized": resized.compute(), "original": original.compute()}, per_image, info)
+    return EvaluationResult({"resized": resized.compute(), "original": original.compute()}, per_image, info,
+                            torch.cat(kept) if keep_logits else None)
 
 
 UPSAMPLING_ORDERS = {
@@ -181,23 +187,25 @@ def mask_at_size(logits: torch.Tensor, size: tuple[int, int], order: str = "logi
     return F.interpolate(mask, size=tuple(size), mode="nearest")[0, 0] > 0.5
 
 
-def dice_by_upsampling_order(model: nn.Module, arrays: data.SplitArrays, border: str = "pet",
-                             batch_size: int = 32) -> dict[str, list[float]]:
+def dice_by_upsampling_order(logits: torch.Tensor, arrays: data.SplitArrays,
+                             border: str = "pet") -> dict[str, list[float]]:
     """Per-photo Dice at each photo's original size, once for each order of `mask_at_size`.
 
     Args:
+        logits: (N, 1, h, w) at the network's size, one per photo of `arrays` in its order (e.g.
+            `evaluate(..., keep_logits=True).logits`).
         arrays: the split at the size the model was trained on (`data.load_split`).
         border: how the trimap border counts in the original-size truth, as in training.
 
     Returns:
         {"logits": [Dice of each photo], "mask": [...]}, photos in the split's order.
     """
-    images, _ = data.to_tensors(arrays, border=border)
+    if len(logits) != len(arrays):
+        raise ValueError(f"need one logit map per photo: got {len(logits)} for {len(arrays)} photos")
     scores = {order: [] for order in UPSAMPLING_ORDERS}
-    for batch in batches(len(arrays), batch_size):
-        logits = predict_logits(model, images[batch]).cpu()
+    for batch in batches(len(arrays), 32):  # a batch of trimaps decoded at a time
         indices = range(batch.start, batch.stop)
-        for logit, truth, index in zip(logits, original_masks(arrays, indices, border), indices):
+        for logit, truth, index in zip(logits[batch], original_masks(arrays, indices, border), indices):
             for order in UPSAMPLING_ORDERS:
                 predicted = mask_at_size(logit, arrays.original_sizes[index], order)
                 counts = confusion_per_image(predicted[None], truth[None])

@@ -92,16 +92,16 @@ def bare_child() -> None:
 def train_child(config, cache_dir: str) -> dict:
     """Train `config` reading the rehearsal's caches; the epochs' records and the best checkpoint."""
     os.environ["LABKIT_CACHE"] = cache_dir
-    from labkit.train import fit
-
-    from labkit.train import epoch_plan, steps_per_epoch
+    from labkit.checkpoint import load_checkpoint
+    from labkit.train import epoch_plan, fit, steps_per_epoch
 
     result = fit(config)
     if result.interrupted:
         raise KeyboardInterrupt
+    train_images = load_checkpoint(result.best_checkpoint)["data"]["train_images"]
     return {"history": [record.to_dict() for record in result.history], "checkpoint": str(result.best_checkpoint),
-            "epoch_plan": epoch_plan(config, result.train_images),
-            "steps_per_epoch": steps_per_epoch(config.batch_size, result.train_images)}
+            "epoch_plan": epoch_plan(config, train_images),
+            "steps_per_epoch": steps_per_epoch(config.batch_size, train_images)}
 
 
 def evaluate_child(checkpoint: str, root: str, cache_dir: str, device: str) -> list[dict]:

@@ -60,7 +60,6 @@ class TrainResult:
     history: list[EpochRecord] = field(default_factory=list)
     best: EpochRecord | None = None
     interrupted: bool = False
-    train_images: int = 0  # photos in the training split, as the epoch plan counts them
     world: WorldInfo = field(default_factory=WorldInfo)  # which process of a torchrun this result is from
 
     @property
@@ -433,7 +432,7 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
         if model is None:
             model = build_training_model(config, world.device)
         state = build_training_state(config, model, len(training_data.train), world)
-        result = TrainResult(run_dir=run_dir, train_images=len(training_data.train), world=world)
+        result = TrainResult(run_dir=run_dir, world=world)
         start_epoch = 0
         if resume:
             start_epoch, result.history, result.best = resume_from_last(state, run_dir, config, training_data)

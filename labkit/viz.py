@@ -20,6 +20,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from labkit import paths
+from labkit.compare import standard_error
 from labkit.metrics import IGNORE_INDEX
 
 IGNORE_COLOUR = (128, 128, 128)
@@ -42,12 +43,6 @@ ERROR_COLOURS = {"true positive": (235, 235, 235), "false positive (extra pet)":
 def model_label(key: str) -> str:
     """'resnet34_unet' -> 'ResNet34-UNet': the name a reader knows, for titles and legends."""
     return MODEL_NAMES.get(key, key)
-
-
-def standard_error(values) -> float:
-    """Standard error of a mean, s / sqrt(n) (0 for a single value)."""
-    values = np.asarray(values, float)
-    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def zoomed_limits(low: float, high: float, margin: float = 0.15) -> tuple[float, float]:

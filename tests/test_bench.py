@@ -152,3 +152,12 @@ def test_a_study_run_is_matched_to_the_profile_by_recipe_and_steps():
     saved = make_config("unet", "cpu", epochs=40, seed=2, run_name="bench_unet_seed2").to_dict()
     assert trains_like_profile({"overrides": {"epochs": 40}, "rows": [{"model": "unet", "config": saved}]},
                                "unet", "cpu", 180)
+
+
+def test_a_speed_report_measured_with_the_default_malloc_is_named_apart(monkeypatch):
+    from labkit import allocator
+
+    monkeypatch.setattr(allocator, "applied", True)
+    tuned = speed_report_name("cpu", 128, 16, ["unet"], ["fp32"], False)
+    monkeypatch.setattr(allocator, "applied", False)
+    assert speed_report_name("cpu", 128, 16, ["unet"], ["fp32"], False) == tuned + "_default-malloc"

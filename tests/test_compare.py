@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from labkit.compare import paired_difference
+from labkit.compare import paired_difference, standard_error
 
 
 def test_the_difference_is_after_minus_before_with_the_standard_error_of_the_differences():
@@ -50,3 +50,9 @@ def test_a_difference_is_put_into_words_only_when_it_is_clear():
         f"A is better, by 0.200 Dice ({abs(worse.standard_errors):.1f} paired standard errors)")
     noisy = paired_difference([0.5] * 5, [0.6, 0.4, 0.6, 0.4, 0.6])
     assert noisy.describe("B is better", "A is better").startswith("no clear difference: 0.020 Dice, 0.4 paired")
+
+
+def test_standard_error_of_a_mean_uses_the_sample_standard_deviation():
+    # 1, 2, 3, 4: mean 2.5, sample variance 5/3 (n - 1 = 3; the population variance would be 5/4)
+    assert standard_error([1, 2, 3, 4]) == pytest.approx(math.sqrt(5 / 3) / 2)
+    assert standard_error([0.7]) == 0.0

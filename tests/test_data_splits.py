@@ -58,6 +58,20 @@ def test_photo_listed_twice_is_refused_naming_the_file_and_both_lines(fake_root)
     assert "trainval.txt" in message and "Tabby_0" in message and "lines 3 and 14" in message
 
 
+@pytest.mark.parametrize("split", SPLITS)
+def test_photo_in_both_trainval_and_test_is_refused_naming_it_both_files_and_lines(fake_root, split):
+    write_split_file(fake_root, "test.txt", ["Tabby_23", "Tabby_5"])  # Tabby_5: line 8 of trainval.txt
+    with pytest.raises(ValueError) as error:
+        read_split(fake_root, split)
+    message = str(error.value)
+    assert "Tabby_5" in message and "trainval.txt (line 8)" in message and "test.txt (line 4)" in message
+
+
+def test_split_is_read_without_the_other_split_file(fake_root):
+    (fake_root / "annotations" / "test.txt").unlink()
+    assert len(read_split(fake_root, "trainval")) == 23
+
+
 def test_split_file_listing_no_photos_is_refused_with_the_fix(fake_root):
     write_split_file(fake_root, "test.txt", [])  # the header comments only
     with pytest.raises(ValueError, match=r"test\.txt lists no photos") as error:

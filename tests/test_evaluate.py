@@ -136,8 +136,45 @@ def test_dice_by_upsampling_order_scores_every_photo_both_ways(synthetic_root):
     from labkit.evaluate import dice_by_upsampling_order
 
     arrays = data.load_split(synthetic_root, "valid", size=32, progress=False)
-    scores = dice_by_upsampling_order(ConstantLogit(5.0), arrays)
+    scores = dice_by_upsampling_order(torch.full((len(arrays), 1, 32, 32), 5.0), arrays)
     samples = data.read_split(synthetic_root, "valid")
     expected = [all_pet_dice(torch.from_numpy(data.trimap_to_mask(data.load_trimap(s.trimap_path)))) for s in samples]
     # An all-pet prediction is the same mask whichever way it is enlarged.
     assert scores["logits"] == pytest.approx(expected) and scores["mask"] == pytest.approx(expected)
+
+
+def test_kept_logits_are_the_models_logits_of_every_photo_in_split_order(synthetic_root):
+    from labkit.evaluate import predict_logits
+    from labkit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet", base_width=4)
+    result = evaluate(model, split="valid", root=synthetic_root, image_size=32, batch_size=3, progress=False,
+                      keep_logits=True)
+    images, _ = data.to_tensors(data.load_split(synthetic_root, "valid", size=32, progress=False))
+    assert result.logits.shape == (len(images), 1, 32, 32)
+    assert torch.allclose(result.logits, predict_logits(model, images), atol=1e-5)
+
+
+def test_logits_are_not_kept_unless_asked(synthetic_root):
+    assert evaluate(ConstantLogit(1.0), split="valid", root=synthetic_root, image_size=32, progress=False).logits is None
+
+
+def test_resizing_the_kept_logits_scores_each_photo_as_evaluate_does_at_original_size(synthetic_root):
+    from labkit.evaluate import dice_by_upsampling_order
+    from labkit.models import build_model
+
+    torch.manual_seed(0)
+    result = evaluate(build_model("unet", base_width=4), split="valid", root=synthetic_root, image_size=32,
+                      progress=False, keep_logits=True)
+    arrays = data.load_split(synthetic_root, "valid", size=32, progress=False)
+    scores = dice_by_upsampling_order(result.logits, arrays)
+    assert scores["logits"] == pytest.approx([row["dice_original"] for row in result.per_image])
+
+
+def test_dice_by_upsampling_order_refuses_logits_of_another_number_of_photos(synthetic_root):
+    from labkit.evaluate import dice_by_upsampling_order
+
+    arrays = data.load_split(synthetic_root, "valid", size=32, progress=False)
+    with pytest.raises(ValueError, match="one logit map per photo"):
+        dice_by_upsampling_order(torch.zeros(len(arrays) + 1, 1, 32, 32), arrays)

@@ -35,7 +35,9 @@ def read_split(root: str | Path | None, split: str) -> list[Sample]:
 
     Raises:
         ValueError: the split file lists no photos, has a malformed line, or lists a photo twice
-            (the copy could land in train and valid both and inflate validation Dice).
+            (the copy could land in train and valid both and inflate validation Dice); or a photo
+            is listed in both trainval.txt and test.txt (it would be trained on, then scored as
+            unseen).
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; choose one of {SPLITS}.")
@@ -44,6 +46,7 @@ def read_split(root: str | Path | None, split: str) -> list[Sample]:
     if not split_file.is_file():
         raise FileNotFoundError(f"Split file {split_file} is missing. To fix it, {FIX_HINT}.")
     samples = read_split_file(root, split_file)
+    refuse_photos_in_trainval_and_test(root)
     if split == "valid":
         return samples[::10]
     if split == "train":
@@ -71,6 +74,34 @@ def read_split_file(root: Path, split_file: Path) -> list[Sample]:
             "the annotations with `python -m labkit download`."
         )
     return samples
+
+
+def refuse_photos_in_trainval_and_test(root: Path) -> None:
+    """Refuse a photo that trainval.txt and test.txt both list, naming it and its two lines.
+
+    Either file may be missing (only the split being read is required), and then nothing is checked.
+    """
+    listed = {}
+    for split in ("trainval", "test"):
+        split_file = split_file_path(root, split)
+        if not split_file.is_file():
+            return
+        listed[split] = {name: number for number, name in split_line_names(split_file)}
+    shared = [name for name in listed["test"] if name in listed["trainval"]]
+    if shared:
+        name = shared[0]
+        raise ValueError(
+            f"{name} is listed in both {split_file_path(root, 'trainval')} (line {listed['trainval'][name]}) and "
+            f"{split_file_path(root, 'test')} (line {listed['test'][name]}), so it would be trained on and then "
+            f"scored as an unseen photo ({len(shared)} photo(s) in both). Delete it from one of the two files."
+        )
+
+
+def split_line_names(split_file: Path):
+    """(line number, photo name) for each photo line of a split file, without parsing the rest."""
+    for line_number, line in enumerate(split_file.read_text().splitlines(), start=1):
+        if line.strip() and not line.startswith("#"):
+            yield line_number, line.split()[0]
 
 
 def parse_line(root: Path, line: str, where: str) -> Sample:
