@@ -150,9 +150,13 @@ def speed_report_name(profile: str, image_size: int, batch_size: int, models: li
     parts.append("-".join(str(DTYPES[precision]).split(".")[-1] for precision in precisions))
     if compiled:
         parts.append("compiled")
-    if not allocator.applied:
-        parts.append("default-malloc")
-    return safe_file_name("_".join(parts))
+    return safe_file_name(marked_for_malloc("_".join(parts)))
+
+
+def marked_for_malloc(name: str) -> str:
+    """A timing report's name, marked `_default-malloc` when this process runs without
+    `labkit.allocator`'s settings, so the two measurements never overwrite each other."""
+    return name if allocator.applied else f"{name}_default-malloc"
 
 
 def format_speed(row: dict) -> str:

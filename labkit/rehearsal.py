@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from labkit import data, paths
-from labkit.bench import machine, safe_file_name, save_report
+from labkit.bench import machine, marked_for_malloc, safe_file_name, save_report
 from labkit.config import make_config, resolve_profile
 from labkit.data.cache import cache_prefix, format_size
 from labkit.device import resolve_device
@@ -180,7 +180,8 @@ def run_rehearsal(args) -> None:
                            device=args.device, output_dir=str(paths.checkpoints_dir() / "rehearsal"),
                            run_name=f"{args.model}-{profile}-{size}px")
                for size in args.image_sizes]  # every setting is checked before anything is measured
-    name = safe_file_name(f"rehearsal_{root.name}_{profile}_{args.model}_{'-'.join(map(str, args.image_sizes))}px")
+    name = safe_file_name(marked_for_malloc(
+        f"rehearsal_{root.name}_{profile}_{args.model}_{'-'.join(map(str, args.image_sizes))}px"))
     report = {"machine": {**machine(device), "cpus": os.cpu_count()}, "data_root": str(root),
               "synthetic": data.is_synthetic(root), "profile": profile, "model": args.model, "epochs": configs[0].epochs,
               "train_steps": configs[0].train_steps,
