@@ -42,7 +42,17 @@ class PairedDifference:
                 f"({abs(self.standard_errors):.1f} paired standard errors)")
 
     def __str__(self) -> str:
-        return f"{self.mean:+.4f} ± {self.standard_error:.4f} ({self.standard_errors:+.1f} SE, {self.count} photos)"
+        places = decimal_places(self.standard_error)
+        return (f"{self.mean:+.{places}f} ± {self.standard_error:.{places}f} ({self.standard_errors:+.1f} SE, "
+                f"{self.count} photos)")
+
+
+def decimal_places(value: float, significant: int = 2, at_least: int = 4) -> int:
+    """Decimal places that show `value` with `significant` digits, and never fewer than
+    `at_least`: a standard error of 0.000027 (thousands of photos) must not print as 0.0000."""
+    if value == 0 or not math.isfinite(value):
+        return at_least
+    return max(at_least, significant - 1 - math.floor(math.log10(abs(value))))
 
 
 def paired_difference(before, after) -> PairedDifference:

@@ -56,3 +56,9 @@ def test_standard_error_of_a_mean_uses_the_sample_standard_deviation():
     # 1, 2, 3, 4: mean 2.5, sample variance 5/3 (n - 1 = 3; the population variance would be 5/4)
     assert standard_error([1, 2, 3, 4]) == pytest.approx(math.sqrt(5 / 3) / 2)
     assert standard_error([0.7]) == 0.0
+
+
+def test_a_tiny_standard_error_is_printed_with_its_first_two_digits():
+    # Thousands of photos make the standard error of a difference tiny; four decimals would show 0.0000.
+    result = paired_difference([0.5] * 4000, [0.5027 + 0.0017 * (-1) ** index for index in range(4000)])
+    assert str(result).startswith("+0.002700 ± 0.000027 (")
