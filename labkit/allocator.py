@@ -3,10 +3,10 @@
 A network allocates its activations anew on every batch and frees them after it. glibc's malloc
 serves each large allocation with fresh pages from the kernel and hands the pages back when it is
 freed, so the next batch faults in and zero-fills the same memory again: on this project's 2-core
-machine a third of a CPU evaluation went on page faults in the kernel (README, "Memory reuse on
-the CPU", has the measurements). PyTorch's CPU performance guide recommends
-jemalloc or tcmalloc for this; the two glibc settings below get most of the gain with nothing to
-install:
+machine, a quarter of the CPU time of training and evaluating on the like-full set went on page
+faults in the kernel (README, "Memory reuse on the CPU", has the measurements). PyTorch's CPU
+performance guide recommends jemalloc or tcmalloc for this; the two glibc settings below get most
+of the gain with nothing to install:
 
 - `M_MMAP_THRESHOLD` 32 MB (glibc's largest): allocations up to it come from the heap, not from
   a fresh mapping each time;
