@@ -154,9 +154,10 @@ def speed_report_name(profile: str, image_size: int, batch_size: int, models: li
 
 
 def marked_for_malloc(name: str) -> str:
-    """A timing report's name, marked `_default-malloc` when this process runs without
-    `labkit.allocator`'s settings, so the two measurements never overwrite each other."""
-    return name if allocator.applied else f"{name}_default-malloc"
+    """A timing report's name, marked `_default-malloc` when this process could have run with
+    `labkit.allocator`'s settings (Linux with glibc) but did not, so the two measurements never
+    overwrite each other."""
+    return f"{name}_default-malloc" if allocator.supported() and not allocator.applied else name
 
 
 def format_speed(row: dict) -> str:

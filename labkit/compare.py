@@ -11,6 +11,8 @@ import statistics
 from dataclasses import dataclass
 
 CLEAR_AT = 2.0  # a mean difference beyond this many standard errors is called clear
+ROUNDING_NOISE = 1e-12  # a standard error this small (relative to the mean) is float rounding: 0
+MAX_DECIMAL_PLACES = 8
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,12 @@ class PairedDifference:
 
 
 def decimal_places(value: float, significant: int = 2, at_least: int = 4) -> int:
-    """Decimal places that show `value` with `significant` digits, and never fewer than
-    `at_least`: a standard error of 0.000027 (thousands of photos) must not print as 0.0000."""
+    """Decimal places that show at least `significant` digits of `value`, and never fewer than
+    `at_least` nor more than MAX_DECIMAL_PLACES: a standard error of 0.000027 (thousands of
+    photos) must not print as 0.0000."""
     if value == 0 or not math.isfinite(value):
         return at_least
-    return max(at_least, significant - 1 - math.floor(math.log10(abs(value))))
+    return min(MAX_DECIMAL_PLACES, max(at_least, significant - 1 - math.floor(math.log10(abs(value)))))
 
 
 def paired_difference(before, after) -> PairedDifference:
@@ -70,7 +73,10 @@ def paired_difference(before, after) -> PairedDifference:
     if len(before) < 2:
         raise ValueError(f"a standard error needs at least two photos, got {len(before)}")
     differences = [b - a for a, b in zip(before, after)]
-    return PairedDifference(statistics.fmean(differences), standard_error(differences), len(differences))
+    mean, error = statistics.fmean(differences), standard_error(differences)
+    if error <= ROUNDING_NOISE * max(abs(mean), 1.0):  # the same shift on every photo, up to float rounding
+        error = 0.0
+    return PairedDifference(mean, error, len(differences))
 
 
 def standard_error(values) -> float:

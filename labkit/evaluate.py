@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from labkit import config, data
+from labkit import data
+from labkit.config import check_setting
 from labkit.checkpoint import ModelSource, model_and_info, trained_border, trained_image_size
 from labkit.device import autocast, resolve_precision
 from labkit.metrics import SegmentationMeter, confusion_per_image, dice_from_counts, dice_per_image
@@ -55,11 +56,14 @@ def predict_logits(model: nn.Module, images: torch.Tensor, precision: str = "aut
     The network sees `batch_size` photos at a time: every layer's activations for a whole split at
     once would take gigabytes (368 photos at 128 px through the cpu profile's UNet: about 3 GB).
     """
+    check_setting("batch_size", batch_size)
     device = model_device(model)
     precision = resolve_precision(precision, device)
-    chunks = [images[rows] for rows in batches(len(images), batch_size)] or [images]
+    if len(images) == 0:
+        return torch.zeros(0, 1, *images.shape[2:], device=device)
     with evaluation_mode(model), autocast(device, precision):
-        return torch.cat([logits_of_batch(model, chunk.to(device), tta) for chunk in chunks])
+        return torch.cat([logits_of_batch(model, images[rows].to(device), tta)
+                          for rows in batches(len(images), batch_size)])
 
 
 def logits_of_batch(model: nn.Module, images: torch.Tensor, tta: bool) -> torch.Tensor:
@@ -82,7 +86,8 @@ def meter_tensors(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, b
     meter = SegmentationMeter()
     with evaluation_mode(model):
         for batch in batches(len(images), batch_size):
-            meter.update(predict_logits(model, images[batch], precision, tta), masks[batch].to(model_device(model)))
+            meter.update(predict_logits(model, images[batch], precision, tta, batch_size),
+                         masks[batch].to(model_device(model)))
     return meter
 
 
@@ -111,7 +116,7 @@ def threshold_sweep(model: nn.Module, images: torch.Tensor, masks: torch.Tensor,
     totals = [0.0] * len(thresholds)
     with evaluation_mode(model):
         for batch in batches(len(images), batch_size):
-            logits = predict_logits(model, images[batch], precision, tta)
+            logits = predict_logits(model, images[batch], precision, tta, batch_size)
             target = masks[batch].to(logits.device)
             for index, threshold in enumerate(thresholds):
                 totals[index] += dice_per_image(logits, target, threshold).sum().item()
@@ -138,7 +143,7 @@ def evaluate(source: ModelSource, split: str = "test", root: str | Path | None =
         keep_logits: return the logits too (float32, 4 bytes a pixel at the network's size: 240 MB
             for the 3,669 test photos at 128 px), so further scores need no second forward pass.
     """
-    config.check_setting("batch_size", batch_size)
+    check_setting("batch_size", batch_size)
     model, trained = model_and_info(source, device)
     image_size = trained_image_size(trained, image_size)
     border = trained_border(trained, border)
@@ -151,7 +156,7 @@ def evaluate(source: ModelSource, split: str = "test", root: str | Path | None =
     resized, original, kept = SegmentationMeter(), SegmentationMeter(), []
     with evaluation_mode(model):
         for batch in tqdm(list(batches(len(arrays), batch_size)), desc=f"evaluate {split}", disable=not progress):
-            logits = predict_logits(model, images[batch], precision, tta)
+            logits = predict_logits(model, images[batch], precision, tta, batch_size)
             if keep_logits:
                 kept.append(logits.cpu())
             resized.update(logits, masks[batch].to(logits.device))

@@ -62,3 +62,10 @@ def test_a_tiny_standard_error_is_printed_with_its_first_two_digits():
     # Thousands of photos make the standard error of a difference tiny; four decimals would show 0.0000.
     result = paired_difference([0.5] * 4000, [0.5027 + 0.0017 * (-1) ** index for index in range(4000)])
     assert str(result).startswith("+0.002700 ± 0.000027 (")
+
+
+def test_the_same_shift_on_every_photo_has_no_standard_error_despite_float_rounding():
+    before = [0.1, 0.7, 0.3, 0.9, 0.55]
+    result = paired_difference(before, [score + 0.0123 for score in before])  # rounding differs photo to photo
+    assert result.standard_error == 0.0 and result.is_clear()
+    assert str(result).startswith("+0.0123 ± 0.0000 (+inf SE")

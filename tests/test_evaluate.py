@@ -94,25 +94,41 @@ def test_predict_logits_uses_eval_mode_and_restores_the_mode():
     assert model.training
 
 
+class MeanOfPhoto(torch.nn.Module):
+    """Each photo's mean value as its logit, noting how many photos came in each call."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight, self.seen = torch.nn.Parameter(torch.ones(())), []
+
+    def forward(self, images):
+        self.seen.append(len(images))
+        return self.weight * images.mean((1, 2, 3), keepdim=True).expand(-1, 1, *images.shape[2:])
+
+
 def test_predict_logits_feeds_the_network_a_batch_at_a_time_and_keeps_the_photos_order():
     from labkit.evaluate import predict_logits
-
-    class MeanOfPhoto(torch.nn.Module):
-        """Each photo's mean value as its logit, noting how many photos came in each call."""
-
-        def __init__(self):
-            super().__init__()
-            self.weight, self.seen = torch.nn.Parameter(torch.ones(())), []
-
-        def forward(self, images):
-            self.seen.append(len(images))
-            return self.weight * images.mean((1, 2, 3), keepdim=True).expand(-1, 1, *images.shape[2:])
 
     model = MeanOfPhoto()
     images = torch.arange(7, dtype=torch.uint8)[:, None, None, None].expand(7, 3, 4, 4) * 30
     logits = predict_logits(model, images, batch_size=3)
     assert model.seen == [3, 3, 1]
     assert torch.allclose(logits[:, 0, 0, 0], data.normalize(images).mean((1, 2, 3)))
+
+
+def test_a_batch_size_above_predict_logits_default_reaches_the_network():
+    model = MeanOfPhoto()
+    score_tensors(model, torch.zeros(40, 3, 8, 8, dtype=torch.uint8), torch.zeros(40, 8, 8, dtype=torch.uint8),
+                  batch_size=40)
+    assert model.seen == [40]
+
+
+def test_predict_logits_of_no_photos_is_empty_and_a_batch_size_below_one_is_refused():
+    from labkit.evaluate import predict_logits
+
+    assert predict_logits(MeanOfPhoto(), torch.zeros(0, 3, 8, 8, dtype=torch.uint8)).shape == (0, 1, 8, 8)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_logits(MeanOfPhoto(), torch.zeros(2, 3, 8, 8, dtype=torch.uint8), batch_size=0)
 
 
 def test_evaluate_refuses_a_batch_size_of_zero_before_decoding(synthetic_root):

@@ -57,9 +57,7 @@ def read_split(root: str | Path | None, split: str) -> list[Sample]:
 def read_split_file(root: Path, split_file: Path) -> list[Sample]:
     """Every photo a split file lists, refusing malformed lines, repeats and an empty list."""
     samples, first_line = [], {}
-    for line_number, line in enumerate(split_file.read_text().splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
+    for line_number, line in photo_lines(split_file):
         sample = parse_line(root, line, f"{split_file}, line {line_number}")
         if sample.name in first_line:
             raise ValueError(
@@ -86,7 +84,7 @@ def refuse_photos_in_trainval_and_test(root: Path) -> None:
         split_file = split_file_path(root, split)
         if not split_file.is_file():
             return
-        listed[split] = {name: number for number, name in split_line_names(split_file)}
+        listed[split] = {line.split()[0]: number for number, line in photo_lines(split_file)}
     shared = [name for name in listed["test"] if name in listed["trainval"]]
     if shared:
         name = shared[0]
@@ -97,11 +95,12 @@ def refuse_photos_in_trainval_and_test(root: Path) -> None:
         )
 
 
-def split_line_names(split_file: Path):
-    """(line number, photo name) for each photo line of a split file, without parsing the rest."""
+def photo_lines(split_file: Path):
+    """(line number, line) for each line of a split file that lists a photo: blank lines and
+    `#` comments are skipped."""
     for line_number, line in enumerate(split_file.read_text().splitlines(), start=1):
         if line.strip() and not line.startswith("#"):
-            yield line_number, line.split()[0]
+            yield line_number, line
 
 
 def parse_line(root: Path, line: str, where: str) -> Sample:
