@@ -25,7 +25,6 @@ from labkit.data import BORDER_MODES, SPLITS
 from labkit.data.cache import add_cache_parser, run_cache
 from labkit.device import PRECISIONS
 from labkit.distributed import rank_label
-from labkit.lab import add_lab_parsers, run_grade, run_release
 from labkit.models import MODELS
 from labkit.run_folder import RunFolderBusy
 
@@ -119,9 +118,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_parser(commands)
     add_cache_parser(commands)
-    add_lab_parsers(commands)
+    add_course_parsers(commands)
     add_debug_flag(parser)
     return parser
+
+
+def add_course_parsers(commands) -> None:
+    """`release` and `grade`: the lecturer's commands (labkit.course)."""
+    parser = commands.add_parser("release", help="write the student notebooks: answers stubbed, hidden checks removed")
+    parser.add_argument("--output", required=True, help="folder for the student notebooks")
+    parser.add_argument("--masters", help="folder of master notebooks (default: notebooks/)")
+    parser = commands.add_parser("grade", help="grade a student's notebooks, or a folder of students' folders")
+    parser.add_argument("submissions", help="a student's folder of notebooks, or a folder holding one folder per student")
+    parser.add_argument("--masters", help="folder of master notebooks (default: notebooks/)")
+    parser.add_argument("--output", help="folder for the gradebook, results and feedback (default: SUBMISSIONS/graded)")
+    parser.add_argument("--jobs", type=int, help="students graded at once (default: the number of CPU cores)")
+    parser.add_argument("--regrade", action="store_true", help="grade again students whose result is up to date")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds each notebook may run (default 600)")
+    parser.add_argument("--checks-only", action="store_true",
+                        help="judge the checks without running the notebooks (faster; no executed feedback copies)")
+
+
+def run_release(args) -> None:
+    from labkit.course.masters import default_masters
+    from labkit.course.release import release
+
+    written = release(args.masters or default_masters(), args.output)
+    print(f"{len(written)} student notebooks written to {args.output}")
+
+
+def run_grade(args) -> None:
+    from labkit.course.grade import OUTPUT_FOLDER, format_result, grade_class
+    from labkit.course.masters import default_masters
+
+    results = grade_class(args.submissions, args.masters or default_masters(), args.output, args.jobs, args.regrade,
+                          args.timeout, args.checks_only)
+    if len(results) == 1:
+        print(format_result(results[0]))
+    print(f"gradebook: {Path(args.output or Path(args.submissions) / OUTPUT_FOLDER) / 'gradebook.csv'}")
 
 
 def add_debug_flag(parser: argparse.ArgumentParser, top: bool = True) -> None:

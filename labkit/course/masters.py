@@ -1,17 +1,16 @@
-"""Lab mode in nbgrader's format: master notebooks, the student release, and the CLI for both.
+"""Master notebooks in nbgrader's format: the marks on their cells, and reading them.
 
-A master notebook is the finished workbook with its exercises marked the way nbgrader marks them:
-the answer between `### BEGIN SOLUTION` and `### END SOLUTION` in an answer cell, extra checks
+A master is the finished workbook with its exercises marked the way nbgrader marks them: the
+answer between `### BEGIN SOLUTION` and `### END SOLUTION` in an answer cell, extra checks
 between `### BEGIN HIDDEN TESTS` and `### END HIDDEN TESTS` in a check cell, and nbgrader's cell
-metadata (schema version 3) on both, so the same notebooks also work with nbgrader itself.
-`release` writes the student version; `labkit.grading` scores a student's notebooks.
+metadata (schema version 3) on every graded cell, so the same notebooks work with nbgrader itself.
 """
 
-import argparse
+import ast
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
 from nbformat import NotebookNode
 
 SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
@@ -23,6 +22,7 @@ SCHEMA_VERSION = 3  # nbgrader/nbgraderformat/v3.py
 KINDS = {
     "answer": {"grade": False, "solution": True, "locked": False},  # autograded answer: the student writes here
     "check": {"grade": True, "solution": False, "locked": True},  # autograder tests: points if it runs cleanly
+    "written": {"grade": True, "solution": True, "locked": False},  # manually graded answer: marked by hand
     "readonly": {"grade": False, "solution": False, "locked": True},  # restored from the master when grading
 }
 
@@ -32,15 +32,17 @@ def mark_exercise(cell: NotebookNode, grade_id: str, kind: str = "answer", point
 
     Args:
         grade_id: unique in the notebook; the grader pairs a student's cell with the master's by it.
-        kind: "answer" (the student's code), "check" (a graded check cell) or "readonly".
-        points: what a passing check cell earns; required for "check", not allowed otherwise.
+        kind: "answer" (the student's code), "check" (a graded check cell), "written" (an answer
+            marked by hand, usually markdown) or "readonly".
+        points: what a passing check cell or a written answer is worth; required for those two.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", grade_id or ""):
         raise ValueError(f"grade_id must be letters, digits, '_' or '-', got {grade_id!r}")
-    if (kind == "check") != (points is not None):
-        raise ValueError(f"a {kind} cell {'needs' if kind == 'check' else 'takes no'} points (grade_id {grade_id!r})")
+    graded = KINDS[kind]["grade"]
+    if graded != (points is not None):
+        raise ValueError(f"a {kind} cell {'needs' if graded else 'takes no'} points (grade_id {grade_id!r})")
     cell.metadata["nbgrader"] = {**KINDS[kind], "grade_id": grade_id, "schema_version": SCHEMA_VERSION, "task": False}
     if points is not None:
         cell.metadata["nbgrader"]["points"] = points
@@ -52,13 +54,32 @@ def nbgrader(cell: NotebookNode) -> dict:
     return dict(cell.get("metadata", {}).get("nbgrader", {}))
 
 
-def is_answer(cell: NotebookNode) -> bool:
+def is_solution(cell: NotebookNode) -> bool:
+    """A cell whose content is the student's: an autograded answer or a written one."""
     return bool(nbgrader(cell).get("solution"))
+
+
+def is_answer(cell: NotebookNode) -> bool:
+    """An autograded answer cell (code the checks test)."""
+    meta = nbgrader(cell)
+    return bool(meta.get("solution")) and not meta.get("grade")
+
+
+def is_written(cell: NotebookNode) -> bool:
+    """A manually graded answer: points, marked by hand."""
+    meta = nbgrader(cell)
+    return bool(meta.get("solution")) and bool(meta.get("grade"))
 
 
 def is_check(cell: NotebookNode) -> bool:
     meta = nbgrader(cell)
     return bool(meta.get("grade")) and not meta.get("solution")
+
+
+def is_locked(cell: NotebookNode) -> bool:
+    """nbgrader's rule: check cells and read-only cells are restored from the master."""
+    meta = nbgrader(cell)
+    return not meta.get("solution") and bool(meta.get("grade") or meta.get("locked"))
 
 
 def regions(source: str, markers: tuple[str, str], where: str = "a cell") -> list[tuple[int, int]]:
@@ -92,27 +113,25 @@ def replace_regions(source: str, markers: tuple[str, str], stub: list[str], wher
     return "\n".join(lines)
 
 
-def release_cell(cell: NotebookNode, where: str) -> NotebookNode:
-    """The student's version of one master cell: solutions stubbed, hidden tests gone, outputs cleared."""
-    cell = nbformat.from_dict(cell)
-    stub = MARKDOWN_STUB if cell.cell_type == "markdown" else CODE_STUB
-    cell.source = replace_regions(cell.source, SOLUTION, stub, where)
-    cell.source = replace_regions(cell.source, HIDDEN_TESTS, [], where)
-    if cell.cell_type == "code":
-        cell.outputs, cell.execution_count = [], None
-    cell.metadata.pop("execution", None)
-    return cell
+def without_markers(source: str, markers: tuple[str, str]) -> str:
+    """`source` with the marker lines removed and what they enclose kept (the master's answer)."""
+    return "\n".join(line for line in source.splitlines() if line.strip() not in markers)
+
+
+def student_stub(cell: NotebookNode, where: str = "a cell") -> str:
+    """What the release puts in a solution cell: its solution regions replaced by the stub."""
+    return replace_regions(cell.source, SOLUTION, MARKDOWN_STUB if cell.cell_type == "markdown" else CODE_STUB, where)
 
 
 def check_master(notebook: NotebookNode, name: str) -> None:
     """Refuse a master whose graded cells nbgrader would refuse: a missing or repeated grade_id,
-    a check cell without points, markers outside the cells that may hold them."""
+    a graded cell without points, markers outside the cells that may hold them."""
     seen = set()
     for index, cell in enumerate(notebook.cells):
         meta, where = nbgrader(cell), f"{name}, cell {index}"
         if regions(cell.source, SOLUTION, where) and not meta.get("solution"):
             raise ValueError(f"{where} has a solution region but is not an answer cell; mark it with mark_exercise")
-        if regions(cell.source, HIDDEN_TESTS, where) and not meta.get("grade"):
+        if regions(cell.source, HIDDEN_TESTS, where) and not is_check(cell):
             raise ValueError(f"{where} has hidden tests but is not a check cell; mark it with mark_exercise")
         if not (meta.get("grade") or meta.get("solution") or meta.get("locked")):
             continue
@@ -124,32 +143,11 @@ def check_master(notebook: NotebookNode, name: str) -> None:
             raise ValueError(f"{where}: graded cell {grade_id!r} has no points")
 
 
-def release_notebook(notebook: NotebookNode, name: str = "notebook") -> NotebookNode:
-    """The student version of a master notebook (a new object; the master is left unchanged)."""
-    check_master(notebook, name)
-    released = nbformat.from_dict(notebook)
-    released.cells = [release_cell(cell, f"{name}, cell {index}") for index, cell in enumerate(notebook.cells)]
-    nbformat.validate(released)
-    return released
-
-
 def master_paths(masters_dir: str | Path) -> list[Path]:
     masters = sorted(Path(masters_dir).glob("*.ipynb"))
     if not masters:
         raise FileNotFoundError(f"no notebooks in {masters_dir}; give the folder that holds the master notebooks")
     return masters
-
-
-def release(masters_dir: str | Path, output_dir: str | Path) -> list[Path]:
-    """Write the student version of every master notebook in `masters_dir` into `output_dir`."""
-    masters, output_dir = master_paths(masters_dir), Path(output_dir)
-    if output_dir.resolve() == Path(masters_dir).resolve():
-        raise ValueError("the release would overwrite the masters; give another --output folder")
-    released = [(path.name, release_notebook(nbformat.read(path, as_version=4), path.name)) for path in masters]
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name, notebook in released:  # written only once every master has been released without error
-        nbformat.write(notebook, output_dir / name)
-    return [output_dir / name for name, _ in released]
 
 
 def default_masters() -> Path:
@@ -158,30 +156,41 @@ def default_masters() -> Path:
     return paths.project_dir() / "notebooks"
 
 
-def add_lab_parsers(commands) -> None:
-    """`release` and `grade` subcommands."""
-    parser = commands.add_parser("release", help="write the student notebooks: answers stubbed, hidden checks removed")
-    parser.add_argument("--output", required=True, help="folder for the student notebooks")
-    parser.add_argument("--masters", help="folder of master notebooks (default: notebooks/)")
-    parser = commands.add_parser("grade", help="run a student's notebooks in fresh kernels and score every exercise")
-    parser.add_argument("submission", help="folder holding the student's notebooks")
-    parser.add_argument("--masters", help="folder of master notebooks (default: notebooks/)")
-    parser.add_argument("--timeout", type=int, default=600, help="seconds each notebook may run (default 600)")
-    parser.add_argument("--output", help="folder for grades.json, grades.csv and executed copies (default: SUBMISSION/graded)")
+@dataclass(frozen=True)
+class CheckCall:
+    """One call in a check cell: `checks.<function>(<names...>, <keyword>=<constant>...)`."""
+
+    function: str
+    names: tuple[str, ...]
+    keywords: dict
 
 
-def run_release(args: argparse.Namespace) -> None:
-    written = release(args.masters or default_masters(), args.output)
-    print(f"{len(written)} student notebooks written to {args.output}")
+def check_calls(source: str) -> list[CheckCall] | None:
+    """The calls of labkit's checks a check cell makes, public and hidden alike; None when the cell
+    does anything else (a lecturer's own assertions), which only the notebook's kernel can grade."""
+    try:
+        tree = ast.parse(without_markers(source, HIDDEN_TESTS))
+    except SyntaxError:
+        return None
+    calls = []
+    for statement in tree.body:
+        call = statement.value if isinstance(statement, ast.Expr) else None
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and isinstance(call.func.value, ast.Name) and call.func.value.id == "checks"
+                and all(isinstance(arg, ast.Name) for arg in call.args)
+                and all(keyword.arg and isinstance(keyword.value, ast.Constant) for keyword in call.keywords)):
+            return None
+        calls.append(CheckCall(call.func.attr, tuple(arg.id for arg in call.args),
+                               {keyword.arg: keyword.value.value for keyword in call.keywords}))
+    return calls or None
 
 
-def run_grade(args: argparse.Namespace) -> None:
-    from labkit.grading import format_scores, grade, write_scores
-
-    if args.timeout < 1:
-        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
-    scores = grade(args.submission, args.masters or default_masters(), timeout=args.timeout,
-                   executed_dir=Path(args.output or Path(args.submission) / "graded") / "executed")
-    print(format_scores(scores))
-    written = write_scores(scores, args.output or Path(args.submission) / "graded")
-    print("written: " + ", ".join(str(path) for path in written))
+def definition_only(source: str) -> bool:
+    """True for a cell that only imports and defines (functions, classes): safe to run anywhere."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return bool(tree.body) and all(isinstance(node, allowed) or isinstance(node, ast.Expr)
+                                   and isinstance(node.value, ast.Constant) for node in tree.body)
