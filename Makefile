@@ -25,7 +25,7 @@ lab: $(INSTALLED)
 test: $(INSTALLED)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests
 	rm -rf build/test-home && mkdir -p build/test-home
-	MPLBACKEND=Agg LABKIT_HOME=$(CURDIR)/build/test-home LABKIT_PROFILE=smoke \
+	MPLBACKEND=Agg LABKIT_HOME=$(CURDIR)/build/test-home LABKIT_PROFILE=smoke LABKIT_HEADLESS=1 \
 		$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 clean:

@@ -212,6 +212,7 @@ def run_notebooks(profile: str = "auto", timeout: int = 3600, in_place: bool = F
             outputs are refreshed) instead of writing copies to reports/notebooks/.
     """
     os.environ["LABKIT_PROFILE"] = profile
+    os.environ["LABKIT_HEADLESS"] = "1"  # no one moves the sliders: figures without live widgets (labkit.viz)
     # The notebooks are run to be read: their figures must be stored inline, which a backend set
     # for scripts (MPLBACKEND=Agg) would prevent in every kernel.
     os.environ.pop("MPLBACKEND", None)

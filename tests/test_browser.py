@@ -75,6 +75,7 @@ def test_figure_sliders_display_the_widget_with_a_png_of_the_first_picture(monke
     import ipywidgets
 
     shown, drawn = [], []
+    monkeypatch.delenv("LABKIT_HEADLESS", raising=False)
     monkeypatch.setattr("IPython.display.display", lambda *objects, **options: shown.append((objects, options)))
 
     def draw(index, threshold):

@@ -219,9 +219,9 @@ def test_a_hang_stops_at_its_time_limit_naming_the_cell_and_the_rest_is_graded(m
     result = grade_student(student, tmp_path / "out", settings)
     by_id = {score.grade_id: score for score in result.scores}
     assert by_id["check_trimap_to_mask"].points == 0 and "ran for more than 10 s" in by_id["check_trimap_to_mask"].detail
-    assert by_id["check_own"].status == "not reached" and "cell 3 ran past the notebook's time limit of 20 s" in by_id["check_own"].detail
+    assert by_id["check_own"].status == "not reached" and "cell 3 (check_trimap_to_mask) ran past the notebook's time limit of 20 s" in by_id["check_own"].detail
     assert by_id["check_dice_iou"].points == 2  # the next notebook runs in a kernel of its own
-    assert any("cell 3 ran past" in problem for problem in result.notebook_problems)
+    assert any("cell 3 (check_trimap_to_mask) ran past" in problem for problem in result.notebook_problems)
 
 
 def test_a_crashed_kernel_and_the_processes_a_notebook_left_behind_are_dealt_with(tmp_path):
@@ -232,7 +232,7 @@ def test_a_crashed_kernel_and_the_processes_a_notebook_left_behind_are_dealt_wit
                                                                 check("check_after", 1, "pass", "pass")]))
     result = grade_student(masters, tmp_path / "out", GradeSettings(masters, timeout=60))
     after = next(score for score in result.scores if score.grade_id == "check_after")
-    assert after.status == "not reached" and "kernel died in cell 7" in after.detail
+    assert after.status == "not reached" and "kernel died in cell 7 (crash)" in after.detail
     sleepers = [entry for entry in Path("/proc").glob("[0-9]*") if (entry / "cmdline").is_file()
                 and (entry / "cmdline").read_bytes().startswith(b"sleep\x00300")]
     assert not sleepers

@@ -289,3 +289,26 @@ def test_results_table_writes_whole_numbers_with_thousands_separators_right_alig
     table = viz.results_table([{"model": "unet", "parameters": 1080929, "epochs": 40, "pretrained": False}],
                               ["model", "parameters", "epochs", "pretrained"])
     assert table.splitlines()[1:] == ["|---|---:|---:|---:|", "| unet | 1,080,929 | 40 | False |"]
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("yes", True), ("0", False), ("", False), (None, False)])
+def test_headless_is_what_labkit_headless_says(monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("LABKIT_HEADLESS", raising=False)
+    else:
+        monkeypatch.setenv("LABKIT_HEADLESS", value)
+    assert viz.headless() is expected
+
+
+def test_a_headless_kernel_gets_the_first_picture_and_no_widget(monkeypatch):
+    """No live widget where no one watches: its messages can keep a notebook runner waiting."""
+    import ipywidgets
+
+    shown = []
+    monkeypatch.setenv("LABKIT_HEADLESS", "1")
+    monkeypatch.setattr("IPython.display.display", lambda *objects, **options: shown.append((objects, options)))
+    monkeypatch.setattr(ipywidgets, "interactive", lambda *args, **kwargs: pytest.fail("a widget was made"))
+    viz.figure_sliders(lambda index: plt.subplots()[0], index=ipywidgets.IntSlider(3, max=9))
+    [(objects, options)] = shown
+    assert options == {"raw": True} and sorted(objects[0]) == ["image/png", "text/plain"]
+    assert not plt.get_fignums()

@@ -166,6 +166,11 @@ def execute_cells(notebook: NotebookNode, timeout: float, env: dict[str, str], c
                             resources={"metadata": {"path": str(cwd)}}, extra_arguments=QUIET_KERNEL)
     code_cells = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     stopped = None
+
+    def named(index: int) -> str:
+        grade_id = nbgrader(notebook.cells[index]).get("grade_id")
+        return f"cell {index}" + (f" ({grade_id})" if grade_id else "")
+
     with client.setup_kernel(env=env):
         deadline = time.monotonic() + timeout
         for index in code_cells:
@@ -178,10 +183,10 @@ def execute_cells(notebook: NotebookNode, timeout: float, env: dict[str, str], c
             except CellExecutionError as error:
                 outcome[index] = first_line(error)
             except (CellTimeoutError, TimeoutError):
-                stopped = f"cell {index} ran past the notebook's time limit of {timeout:g} s"
+                stopped = f"{named(index)} ran past the notebook's time limit of {timeout:g} s"
                 outcome[index] = stopped
             except DeadKernelError:
-                stopped = f"the kernel died in cell {index} (the notebook crashed)"
+                stopped = f"the kernel died in {named(index)} (the notebook crashed)"
                 outcome[index] = stopped
     return outcome
 
@@ -257,7 +262,7 @@ def kernel_environment(home: Path, data_root: Path | None, threads: int, mark: s
     process the notebooks started."""
     environment = {key: value for key, value in os.environ.items() if key in KERNEL_ENVIRONMENT or key.startswith("LC_")}
     home.mkdir(parents=True, exist_ok=True)
-    environment.update(LABKIT_PROFILE="smoke", LABKIT_HOME=str(home), HOME=str(home), MPLBACKEND="Agg",
+    environment.update(LABKIT_PROFILE="smoke", LABKIT_HOME=str(home), HOME=str(home), MPLBACKEND="Agg", LABKIT_HEADLESS="1",
                        LABKIT_GRADE_MARK=mark, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if data_root is not None:
         environment["LABKIT_DATA"] = str(data_root)
