@@ -96,3 +96,9 @@ def test_the_runners_getattr_refuses_private_and_denied_names():
     with pytest.raises(ImportError, match="may not import os"):
         builtins["__import__"]("os")
     assert builtins["getattr"](ast, "parse") is ast.parse
+
+
+def test_a_module_the_answer_may_import_must_be_imported_in_its_cell():
+    source = "def segmentation_loss(logits, masks):\n    return math.sqrt(2)"
+    assert "uses `math` without importing it: write `import math` in the answer cell" in refusal("segmentation_loss", source)
+    screen("import math\n" + source, rules("segmentation_loss"))

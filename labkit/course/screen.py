@@ -202,6 +202,8 @@ class Screen(ast.NodeVisitor):
             return
         if name in ("checks", "labkit", "models", "metrics", "losses", "train", "data", "evaluate", "predict"):
             self.refuse(node, f"uses `{name}`, labkit's own code: the answer must be yours")
+        if name in ALLOWED_IMPORTS:
+            self.refuse(node, f"uses `{name}` without importing it: write `import {name}` in the answer cell")
         self.refuse(node, f"uses `{name}`, which this exercise does not allow")
 
     def visit_Global(self, node: ast.Global) -> None:
