@@ -25,6 +25,7 @@ from labkit.data import BORDER_MODES, SPLITS
 from labkit.data.cache import add_cache_parser, run_cache
 from labkit.device import PRECISIONS
 from labkit.distributed import rank_label
+from labkit.errors import one_line
 from labkit.lab import add_lab_parsers, run_grade, run_release
 from labkit.models import MODELS
 from labkit.run_folder import RunFolderBusy
@@ -221,7 +222,7 @@ def explain(error: BaseException) -> str:
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         where = f" writing {error.filename}" if error.filename else ""
         return f"no space left on the disk{where}; free some space (`python -m labkit cache --clear` frees the decoded-image caches)"
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return one_line(error)
 
 
 def is_user_error(error: BaseException) -> bool:

@@ -27,6 +27,7 @@ import torch
 from labkit.bench import machine, save_report, speed_config, speed_of
 from labkit.config import make_config
 from labkit.device import resolve_device
+from labkit.errors import one_line
 from labkit.models import MODELS
 
 # What one H100/H200 should reach (the targets of the GPU work); checked only by the full check.
@@ -97,8 +98,7 @@ class Recorder:
             for result in function(*args):
                 self.add(result)
         except Exception as error:  # the check must report every stage it can, not stop at the first
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            self.add(StageResult(stage, False, reason, {"traceback": traceback.format_exc()}))
+            self.add(StageResult(stage, False, one_line(error, with_type=True), {"traceback": traceback.format_exc()}))
 
     @property
     def failed(self) -> list[StageResult]:

@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from labkit import paths
 from labkit.compare import standard_error
-from labkit.metrics import IGNORE_INDEX
+from labkit.data.images import IGNORE_INDEX
 
 IGNORE_COLOUR = (128, 128, 128)
 # Pets are mostly brown, orange, black, grey or white: a blue tint and a magenta outline stand out
@@ -295,14 +295,6 @@ def display_name(key: str) -> str:
     metric = {"dice": "Dice", "iou": "IoU"}.get(words[0], words[0])
     where = {"original": "at original resolution"}
     return " ".join([metric, *(where.get(word, word) for word in words[1:])])
-
-
-def mean_by(rows: list[dict], group: str, key: str) -> dict[str, float]:
-    """Mean of rows[key] for each value of rows[group]."""
-    values = defaultdict(list)
-    for row in rows:
-        values[row[group]].append(row[key])
-    return {name: float(np.mean(scores)) for name, scores in values.items()}
 
 
 def plot_per_breed(per_image: dict[str, list[dict]], key: str = "dice") -> Figure:
