@@ -157,7 +157,7 @@ def marked_for_malloc(name: str) -> str:
     """A timing report's name, marked `_default-malloc` when this process could have run with
     `labkit.allocator`'s settings (Linux with glibc) but did not, so the two measurements never
     overwrite each other."""
-    return f"{name}_default-malloc" if allocator.supported() and not allocator.applied else name
+    return f"{name}_default-malloc" if allocator.supported() and not allocator.in_effect() else name
 
 
 def format_speed(row: dict) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from labkit import paths
+from labkit import allocator, paths
 from labkit.bench import add_bench_parser, run_bench
 from labkit.checkpoint import CheckpointError
 from labkit.config import PROFILES
@@ -232,6 +232,7 @@ def is_user_error(error: BaseException) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    allocator.reuse_freed_memory()  # before any tensor: activations reuse freed memory (labkit/allocator.py)
     handlers = {"download": run_download, "synthetic": run_synthetic, "train": run_train,
                 "evaluate": run_evaluate, "predict": run_predict, "workbook": run_workbook, "bench": run_bench,
                 "cache": run_cache, "release": run_release, "grade": run_grade}
