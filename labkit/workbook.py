@@ -120,7 +120,7 @@ class LiveCurves:
         from labkit import viz
 
         last = history[-1]
-        final = self.epochs is not None and (last["epoch"] if isinstance(last, dict) else last.epoch) >= self.epochs
+        final = self.epochs is not None and last.epoch >= self.epochs
         if self.handle is None or not (final or self.time_share.allows()):
             return
         with self.time_share.spending():
