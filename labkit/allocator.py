@@ -23,6 +23,7 @@ their notebook kernels and child processes with them (`environment_for_children`
 preloaded with `LD_PRELOAD`.
 """
 
+import contextlib
 import ctypes
 import os
 import sys
@@ -107,6 +108,22 @@ def environment_for_children(environment: Mapping[str, str] | None = None) -> di
     others = [entry for entry in environment.get("GLIBC_TUNABLES", "").split(":") if entry]
     environment["GLIBC_TUNABLES"] = ":".join([*others, *sorted(labkits_tunables())])
     return environment
+
+
+@contextlib.contextmanager
+def children_start_with_reuse():
+    """Within the block, processes started from this one with its environment (multiprocessing's
+    spawn, subprocess without `env=`) start with labkit's settings; this process's own malloc and,
+    after the block, its environment are as they were."""
+    saved = os.environ.get("GLIBC_TUNABLES")
+    os.environ.update(environment_for_children())  # changes GLIBC_TUNABLES alone
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("GLIBC_TUNABLES", None)
+        else:
+            os.environ["GLIBC_TUNABLES"] = saved
 
 
 def in_effect() -> bool:

@@ -18,6 +18,7 @@ from torch import nn
 
 import labkit
 from labkit.config import TrainConfig, default_value
+from labkit.device import place
 from labkit.errors import one_line
 from labkit.history import EpochRecord
 from labkit.models import MODELS, build_model
@@ -163,9 +164,11 @@ class TrainedModel:
 
 
 def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """The model saved in a checkpoint (on `device`, in eval mode) and the checkpoint's facts."""
+    """The model saved in a checkpoint (on `device` in its memory format, `device.place`; in eval
+    mode) and the checkpoint's facts."""
     checkpoint = load_checkpoint(path)
-    return TrainedModel(model_from_checkpoint(checkpoint).to(device), CheckpointInfo.from_checkpoint(checkpoint, path))
+    model = place(model_from_checkpoint(checkpoint), torch.device(device))
+    return TrainedModel(model, CheckpointInfo.from_checkpoint(checkpoint, path))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:

@@ -157,7 +157,7 @@ def write_outputs(image: Image.Image, mask: np.ndarray, output_dir: Path, stem: 
 
 
 def predict_files(source: ModelSource, inputs: list[str | Path] | str | Path,
-                  output_dir: str | Path, threshold: float = 0.5, image_size: int | None = None,
+                  output_dir: str | Path, *, threshold: float = 0.5, image_size: int | None = None,
                   tta: bool = False, device: str = "auto", progress: bool = True) -> PredictionReport:
     """Predict every photo among `inputs` and write `<stem>_mask.png`, `<stem>_overlay.png` and
     `<stem>_cutout.png` at its original size into `output_dir`.

@@ -157,7 +157,8 @@ def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False,
         progress: progress bars while training; off by default, so a stored notebook keeps one
             summary line per model instead of a bar per epoch.
     """
-    from labkit.train import config_differences, fit, run_dir_for
+    from labkit.resume import config_differences
+    from labkit.train import fit, run_dir_for
 
     config = make_config(model, run.profile, data_root=str(run.root))
     best = run_dir_for(config) / "best.pt"
