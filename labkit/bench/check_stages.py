@@ -53,7 +53,8 @@ class StageResult:
 
 @dataclass
 class CheckContext:
-    """What every stage runs with."""
+    """What every stage runs with: the form of the check, the device, the data, a scratch folder,
+    and each stage's budget."""
 
     smoke: bool
     device: torch.device
@@ -61,26 +62,28 @@ class CheckContext:
     folder: Path  # scratch: run folders, deleted at the end
     budgets: dict[str, float] = field(default_factory=dict)  # seconds each stage may take, by name
 
+    def run_settings(self, run_name: str) -> dict:
+        """Where a run of the check trains and writes: the data at hand, the device, the scratch folder."""
+        return {"data_root": str(self.data.root), "device": str(self.device), "output_dir": str(self.folder),
+                "run_name": run_name}
+
     def path_config(self, model: str, run_name: str, **overrides) -> TrainConfig:
         """A short run for a path check: the `gpu` profile's model at its size (smoke: toy sizes)."""
         if self.smoke:
-            settings = {"image_size": 32, "epochs": 2, "train_limit": 16, **overrides}
-            return make_config(model, "smoke", data_root=str(self.data.root), device=str(self.device),
-                               output_dir=str(self.folder), run_name=run_name, **settings)
-        return make_config(model, "gpu", data_root=str(self.data.root), device=str(self.device),
-                           output_dir=str(self.folder), run_name=run_name, **{"epochs": 3, **overrides})
+            return make_config(model, "smoke", **self.run_settings(run_name),
+                               **{"image_size": 32, "epochs": 2, "train_limit": 16, **overrides})
+        return make_config(model, "gpu", **self.run_settings(run_name), **{"epochs": 3, **overrides})
 
     def quality_config(self, model: str) -> TrainConfig:
         """The `gpu` profile on the data at hand (smoke: the smoke profile), its steps cut to what the
         stage's budget allows where the data is too big for it."""
         if self.smoke:
             return self.path_config(model, f"quality_{model}")
-        config = make_config(model, "gpu", data_root=str(self.data.root), device=str(self.device),
-                             output_dir=str(self.folder), run_name=f"quality_{model}")
+        settings = self.run_settings(f"quality_{model}")
+        config = make_config(model, "gpu", **settings)
         affordable = affordable_steps(config, self.budgets.get(f"quality-{model}", math.inf))
         if planned_steps(config, self.data.photos["train"]) > affordable:
-            config = make_config(model, "gpu", data_root=str(self.data.root), device=str(self.device),
-                                 output_dir=str(self.folder), run_name=f"quality_{model}", train_steps=affordable)
+            config = make_config(model, "gpu", **settings, train_steps=affordable)
         return config
 
     def models(self, compiled: bool = False) -> list[str]:
