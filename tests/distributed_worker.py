@@ -5,7 +5,6 @@
     python tests/distributed_worker.py fail train ...        rank 1 stops with a ValueError in epoch 1
 """
 
-import os
 import sys
 
 from labkit import cli, train
