@@ -1,7 +1,7 @@
-"""labkit: the small package behind the Pet Segmentation Lab notebooks."""
+"""labkit: the small package behind the Pet Segmentation Lab notebooks.
 
-from labkit import allocator
+Importing it changes nothing outside the package: memory reuse (labkit.allocator) is turned on by
+the command line, the workbook runner and the benchmarks, where the work happens.
+"""
 
 __version__ = "0.1.0"
-
-allocator.reuse_freed_memory()  # before any tensor: activations reuse freed memory (labkit/allocator.py)

@@ -18,10 +18,16 @@ from torch import nn
 
 import labkit
 from labkit.config import TrainConfig, default_value
+from labkit.device import place
+from labkit.errors import one_line
 from labkit.history import EpochRecord
 from labkit.models import MODELS, build_model
 
-FORMAT_VERSION = 1
+# Format 1 covered two layouts: the first checkpoints kept the best epoch's row under "metrics", later
+# ones under "best", beside the history, the precision and the number of processes. Format 2 is the
+# later layout under its own number, so a reader of the first layout refuses it ("upgrade labkit")
+# instead of loading it without its best row. Both layouts of format 1 are still read.
+FORMAT_VERSION = 2
 FORMAT_KEY = "labkit_checkpoint_format"
 
 
@@ -94,8 +100,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "checkpoint; only load such a file with weights_only=False if you trust its source"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{path} is truncated or corrupted and cannot be read ({reason}); retrain or copy it again") from None
+        raise CheckpointError(f"{path} is truncated or corrupted and cannot be read ({one_line(error)}); "
+                              "retrain or copy it again") from None
     if not isinstance(checkpoint, dict) or FORMAT_KEY not in checkpoint:
         raise CheckpointError(
             f"{path} is a PyTorch file but not a labkit checkpoint (it has no {FORMAT_KEY!r}); "
@@ -137,7 +143,7 @@ class CheckpointInfo:
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, path: str | Path | None = None) -> "CheckpointInfo":
         config = checkpoint.get("config")
-        best = checkpoint.get("best") or checkpoint.get("metrics")  # format 1 kept the best row as "metrics"
+        best = checkpoint.get("best") or checkpoint.get("metrics")  # "metrics": format 1
         return cls(
             path=Path(path) if path is not None else None, model_name=checkpoint["model_name"],
             model_kwargs=dict(checkpoint["model_kwargs"]), config=TrainConfig.from_dict(config) if config else None,
@@ -158,9 +164,11 @@ class TrainedModel:
 
 
 def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """The model saved in a checkpoint (on `device`, in eval mode) and the checkpoint's facts."""
+    """The model saved in a checkpoint (on `device` in its memory format, `device.place`; in eval
+    mode) and the checkpoint's facts."""
     checkpoint = load_checkpoint(path)
-    return TrainedModel(model_from_checkpoint(checkpoint).to(device), CheckpointInfo.from_checkpoint(checkpoint, path))
+    model = place(model_from_checkpoint(checkpoint), torch.device(device))
+    return TrainedModel(model, CheckpointInfo.from_checkpoint(checkpoint, path))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:

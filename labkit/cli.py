@@ -1,10 +1,14 @@
 """`python -m labkit` (or `labkit`): the terminal face of the same engine the notebooks use.
 
-Every subcommand turns its flags into the same objects a notebook builds (a `TrainConfig`, a
-checkpoint path), so there is no second code path to drift. Choices come from the registries
-(models, profiles, border modes, precisions, splits) and a flag left out leaves the function's
-own default. Bad input ends with one line on stderr and a non-zero exit; `--debug` shows the
-traceback instead, and an unexpected error always shows it.
+Every subcommand is registered here, in COMMANDS, from a function that takes plain keyword
+arguments: the flags become the same objects a notebook builds (a `TrainConfig`, a checkpoint
+path), so there is no second code path to drift. Choices come from the registries (models,
+profiles, border modes, precisions, splits) and a flag left out leaves the function's own default.
+Bad input ends with one line on stderr and a non-zero exit; `--debug` (anywhere on the line)
+shows the traceback instead, and an unexpected error always shows it.
+
+The command line is the front door above labkit's rooms: it imports the student's core, the
+course (release, grade) and the maintainer's bench; none of them imports it.
 """
 
 import argparse
@@ -13,194 +17,75 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from labkit import paths
-from labkit.bench import add_bench_parser, run_bench
+from labkit import allocator, paths
+from labkit.bench import gpu_check, quality, rehearsal, speed
 from labkit.checkpoint import CheckpointError
 from labkit.config import PROFILES
 from labkit.data import BORDER_MODES, SPLITS
-from labkit.data.cache import add_cache_parser, run_cache
 from labkit.device import PRECISIONS
 from labkit.distributed import rank_label
+from labkit.errors import one_line
 from labkit.models import MODELS
 from labkit.run_folder import RunFolderBusy
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 PROFILE_CHOICES = ["auto", *PROFILES]
+MODEL_NAMES = list(MODELS)
 # Errors a user can cause and fix (a setting, a path, a file, a full disk): one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, CheckpointError,
                RunFolderBusy)
+# What argparse puts beside a command's own arguments: which command, and how to report it.
+PARSER_KEYS = ("run", "command_name", "command", "subcommand", "debug")
 
 
-def given(args: argparse.Namespace, *names: str) -> dict:
-    """The flags among `names` that the user gave, so a left-out flag keeps the function's default."""
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+def given(**values) -> dict:
+    """The values the user gave (not None), so a left-out flag keeps the called function's default."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
-def add_train_parser(commands) -> None:
-    parser = commands.add_parser("train", help="train a model; checkpoints land in checkpoints/<run-name>/")
-    parser.add_argument("--model", choices=list(MODELS), default="unet")
-    parser.add_argument("--profile", choices=PROFILE_CHOICES, default="auto", help="auto: gpu if CUDA, else cpu")
-    parser.add_argument("--data-path", dest="data_root", help="dataset root (default: $LABKIT_DATA, data/oxford-iiit-pet, else synthetic)")
-    parser.add_argument("--epochs", type=int, help="train this many epochs (replaces the profile's budget)")
-    parser.add_argument("--train-steps", type=int,
-                        help="train this many optimiser steps (replaces the profile's budget; the cpu profile's is steps)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--image-size", type=int)
-    parser.add_argument("--augment-strength", type=float, help="0 turns augmentation off")
-    parser.add_argument("--border", choices=BORDER_MODES, help="how trimap border pixels count")
-    parser.add_argument("--pretrained", help="'imagenet' or a resnet34 state_dict path (resnet34_unet only)")
-    parser.add_argument("--deep-supervision", action="store_true", default=None,
-                        help="also train on logits from the coarser decoder levels")
-    parser.add_argument("--device", help="auto | cpu | cuda | cuda:1 | mps")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help="auto: bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 elsewhere")
-    parser.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--output", dest="output_dir", help="folder for run folders (default: checkpoints/)")
-    parser.add_argument("--run-name", help="run folder name (default: the model name)")
-    parser.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
+# ---------------------------------------------------------------- what each subcommand does
 
 
-def add_evaluate_parser(commands) -> None:
-    parser = commands.add_parser("evaluate", help="score a checkpoint on a split; prints a table, writes JSON")
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--split", default="test", choices=SPLITS)
-    parser.add_argument("--data-path", dest="root", help="default: the dataset the checkpoint was trained on")
-    parser.add_argument("--tta", action="store_true", help="average with the flipped prediction")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--device")
-    parser.add_argument("--output", help="JSON file (default: reports/evaluation/<run>_<split>.json)")
-
-
-def add_predict_parser(commands) -> None:
-    parser = commands.add_parser("predict", help="masks, overlays and cutouts for your own photos")
-    parser.add_argument("inputs", nargs="+", help="image files or folders")
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--output", default=None, help="folder (default: reports/predictions/)")
-    parser.add_argument("--threshold", type=float, help="a pixel is pet above this probability (default 0.5)")
-    parser.add_argument("--tta", action="store_true")
-    parser.add_argument("--device")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labkit", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    download = commands.add_parser("download", help="fetch the Oxford-IIIT Pet dataset (~800 MB) with checksums")
-    download.add_argument("--data-path", dest="root", help="where to put it (default: data/oxford-iiit-pet)")
-    download.add_argument("--url", dest="base_url", help="mirror folder holding images.tar.gz and annotations.tar.gz")
-
-    synthetic = commands.add_parser("synthetic", help="write the synthetic dataset (official layout)")
-    synthetic.add_argument("--like-full", action="store_true",
-                           help="shaped like the real dataset: 37 breeds, 3,680 trainval + 3,669 test photos, real photo sizes")
-    synthetic.add_argument("--output", dest="root", help="folder (default: data/synthetic, with --like-full data/synthetic-like-full)")
-    synthetic.add_argument("--count", dest="n", type=int, help="number of photos (default 240, with --like-full 7,349)")
-    synthetic.add_argument("--size", type=int, help="approximate photo size in pixels (default 160, with --like-full: like the real photos)")
-    synthetic.add_argument("--seed", type=int)
-    synthetic.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                           help="processes drawing photos (default: one per CPU core); the files do not depend on it")
-
-    add_train_parser(commands)
-    add_evaluate_parser(commands)
-    add_predict_parser(commands)
-
-    workbook = commands.add_parser("workbook", help="execute notebooks 00-06 into reports/notebooks/")
-    workbook.add_argument("--profile", choices=PROFILE_CHOICES, default="auto")
-    workbook.add_argument("--timeout", type=int, help="seconds allowed per cell (default 3600)")
-    workbook.add_argument("--in-place", action="store_true", help="store outputs in notebooks/ (maintainers)")
-
-    add_bench_parser(commands)
-    add_cache_parser(commands)
-    add_course_parsers(commands)
-    add_debug_flag(parser)
-    return parser
-
-
-def add_course_parsers(commands) -> None:
-    """`release` and `grade`: the lecturer's commands (labkit.course)."""
-    parser = commands.add_parser("release", help="write the student notebooks: answers stubbed, hidden checks removed")
-    parser.add_argument("--output", required=True, help="folder for the student notebooks")
-    parser.add_argument("--masters", help="folder of master notebooks (default: notebooks/)")
-    parser = commands.add_parser("grade", help="grade a student's notebooks, or a folder of students' folders")
-    parser.add_argument("submissions", help="a student's folder of notebooks, or a folder holding one folder per student")
-    parser.add_argument("--masters", help="folder of master notebooks (default: notebooks/)")
-    parser.add_argument("--output", help="folder for the gradebook, results and feedback (default: SUBMISSIONS/graded)")
-    parser.add_argument("--jobs", type=int, help="students graded at once (default: the number of CPU cores)")
-    parser.add_argument("--regrade", action="store_true", help="grade again students whose result is up to date")
-    parser.add_argument("--timeout", type=int, default=600, help="seconds each notebook may run (default 600)")
-    parser.add_argument("--checks-only", action="store_true",
-                        help="judge the checks without running the notebooks (faster; no executed feedback copies)")
-
-
-def run_release(args) -> None:
-    from labkit.course.masters import default_masters
-    from labkit.course.release import release
-
-    written = release(args.masters or default_masters(), args.output)
-    print(f"{len(written)} student notebooks written to {args.output}")
-
-
-def run_grade(args) -> None:
-    from labkit.course.grade import OUTPUT_FOLDER, format_result, grade_class
-    from labkit.course.masters import default_masters
-
-    results = grade_class(args.submissions, args.masters or default_masters(), args.output, args.jobs, args.regrade,
-                          args.timeout, args.checks_only)
-    if len(results) == 1:
-        print(format_result(results[0]))
-    print(f"gradebook: {Path(args.output or Path(args.submissions) / OUTPUT_FOLDER) / 'gradebook.csv'}")
-
-
-def add_debug_flag(parser: argparse.ArgumentParser, top: bool = True) -> None:
-    """`--debug` on every (sub)command, so it may stand anywhere on the line."""
-    parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
-                        help="show the full traceback of any error")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for subparser in action.choices.values():
-                add_debug_flag(subparser, top=False)
-
-
-def run_download(args) -> None:
+def download_dataset(*, root: str | None, base_url: str | None) -> None:
     from labkit.download import download
 
-    root = download(args.root, base_url=args.base_url)
-    print(f"dataset ready at {root}")
+    print(f"dataset ready at {download(root, base_url=base_url)}")
 
 
-def run_synthetic(args) -> None:
+def write_synthetic_set(*, like_full: bool, root: str | None, n: int | None, size: int | None, seed: int | None,
+                        workers: int) -> None:
+    from labkit.bench.like_full import like_full_shape
     from labkit.data import synthetic_root
     from labkit.synthetic import write_synthetic
-    from labkit.synthetic_shape import like_full_shape, small_shape
+    from labkit.synthetic_shape import small_shape
 
-    if args.like_full:
-        shape, root = like_full_shape(**given(args, "n", "size")), args.root or paths.data_dir() / "synthetic-like-full"
+    if like_full:
+        shape, root = like_full_shape(**given(n=n, size=size)), root or paths.data_dir() / "synthetic-like-full"
     else:
-        shape, root = small_shape(**given(args, "n", "size")), args.root or synthetic_root()
+        shape, root = small_shape(**given(n=n, size=size)), root or synthetic_root()
     started = time.perf_counter()
-    root = write_synthetic(root, shape, workers=args.workers, progress=True, **given(args, "seed"))
+    root = write_synthetic(root, shape, workers=workers, progress=True, **given(seed=seed))
     counts = shape.split_counts()
     print(f"synthetic dataset written to {root}: {len(shape.breeds)} breeds, {counts['trainval']} trainval and "
           f"{counts['test']} test photos in {time.perf_counter() - started:.1f} s")
 
 
-def run_train(args) -> int:
+def train_model(*, model: str, profile: str, resume: bool, deep_supervision: bool | None, **overrides) -> int:
+    """`fit` the configuration the flags describe; `overrides` are TrainConfig fields (None: the profile's)."""
     from labkit.config import make_config
     from labkit.train import fit
 
-    overrides = {key: value for key, value in vars(args).items()
-                 if value is not None and key not in {"command", "model", "profile", "resume", "debug"}}
-    if overrides.pop("deep_supervision", False):  # a model argument, not a TrainConfig field
+    if deep_supervision:  # a model argument, not a TrainConfig field
         overrides["model_kwargs"] = {"deep_supervision": True}
-    config = make_config(args.model, args.profile, **overrides)
-    result = fit(config, resume=args.resume)
+    config = make_config(model, profile, **given(**overrides))
+    result = fit(config, resume=resume)
     if not result.world.is_main:  # under torchrun rank 0 alone reports
         return EXIT_INTERRUPTED if result.interrupted else 0
     if result.best:
@@ -217,34 +102,256 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def run_evaluate(args) -> None:
+def evaluate_checkpoint(*, checkpoint: str, split: str, root: str | None, tta: bool, batch_size: int | None,
+                        device: str | None, output: str | None) -> None:
     from labkit.evaluate import evaluate
 
-    result = evaluate(args.checkpoint, split=args.split, tta=args.tta, **given(args, "root", "batch_size", "device"))
-    print(f"{result.info['images']} {args.split} photos, mean over photos (dice, iou) and over all pixels (*_dataset)")
+    result = evaluate(checkpoint, split=split, tta=tta, **given(root=root, batch_size=batch_size, device=device))
+    print(f"{result.info['images']} {split} photos, mean over photos (dice, iou) and over all pixels (*_dataset)")
     print(metrics_table(result.metrics))
-    run = Path(args.checkpoint).resolve().parent.name
-    output = Path(args.output or paths.reports_dir() / "evaluation" / f"{run}_{args.split}.json")
+    run = Path(checkpoint).resolve().parent.name
+    output = Path(output or paths.reports_dir() / "evaluation" / f"{run}_{split}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"info": result.info, "metrics": result.metrics, "per_image": result.per_image}, indent=1))
     print(f"written: {output}")
 
 
-def run_predict(args) -> int:
+def predict_photos(*, inputs: list[str], checkpoint: str, output: str | None, threshold: float | None, tta: bool,
+                   device: str | None) -> int:
     from labkit.predict import predict_files
 
-    output = Path(args.output or paths.reports_dir() / "predictions")
-    report = predict_files(args.checkpoint, args.inputs, output, tta=args.tta, **given(args, "threshold", "device"))
+    output = Path(output or paths.reports_dir() / "predictions")
+    report = predict_files(checkpoint, inputs, output, tta=tta, **given(threshold=threshold, device=device))
     for path, reason in report.failed:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"{len(report.written)} masks, overlays and cutouts written to {output}")
     return 0 if report.written else EXIT_ERROR
 
 
-def run_workbook(args) -> None:
+def run_workbook(*, profile: str, timeout: int | None, in_place: bool) -> None:
     from labkit.workbook import run_notebooks
 
-    run_notebooks(profile=args.profile, in_place=args.in_place, **given(args, "timeout"))
+    run_notebooks(profile=profile, in_place=in_place, **given(timeout=timeout))
+
+
+def show_caches(*, clear: bool) -> None:
+    from labkit.data.cache import cache_sizes, clear_cache, format_size
+
+    folder = paths.cache_dir()
+    if clear:
+        removed, freed = clear_cache(folder)
+        print(f"removed {removed} cache files ({format_size(freed)}) from {folder}")
+        return
+    sizes = cache_sizes(folder)
+    for name, size in sizes.items():
+        print(f"{format_size(size):>10}  {name}")
+    print(f"{format_size(sum(sizes.values()))} in {len(sizes)} caches in {folder}")
+
+
+def release_notebooks(*, output: str, masters: str | None) -> None:
+    from labkit.course.masters import default_masters
+    from labkit.course.release import release
+
+    written = release(masters or default_masters(), output)
+    print(f"{len(written)} student notebooks written to {output}")
+
+
+def grade_class(*, submissions: str, masters: str | None, output: str | None, jobs: int | None, regrade: bool,
+                timeout: int, checks_only: bool) -> None:
+    from labkit.course import grade
+    from labkit.course.masters import default_masters
+
+    results = grade.grade_class(submissions, masters or default_masters(), output, jobs, regrade, timeout, checks_only)
+    if len(results) == 1:
+        print(grade.format_result(results[0]))
+    print(f"gradebook: {Path(output or Path(submissions) / grade.OUTPUT_FOLDER) / 'gradebook.csv'}")
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class Option:
+    """One flag or positional argument: what `argparse.ArgumentParser.add_argument` takes."""
+
+    flags: tuple[str, ...]
+    settings: dict
+
+
+def option(*flags: str, **settings) -> Option:
+    return Option(flags, settings)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: the function it runs with its options as keyword arguments, or a group of
+    subcommands (`bench speed`, `bench quality`, ...)."""
+
+    name: str
+    help: str
+    run: Callable[..., int | None] | None = None
+    options: tuple[Option, ...] = ()
+    commands: tuple["Command", ...] = field(default=())
+
+
+DEVICE = option("--device", default="auto", help="auto | cpu | cuda | cuda:1 | mps")
+
+TRAIN_OPTIONS = (
+    option("--model", choices=MODEL_NAMES, default="unet"),
+    option("--profile", choices=PROFILE_CHOICES, default="auto", help="auto: gpu if CUDA, else cpu"),
+    option("--data-path", dest="data_root", help="dataset root (default: $LABKIT_DATA, data/oxford-iiit-pet, else synthetic)"),
+    option("--epochs", type=int, help="train this many epochs (replaces the profile's budget)"),
+    option("--train-steps", type=int,
+           help="train this many optimiser steps (replaces the profile's budget; the cpu profile's is steps)"),
+    option("--batch-size", type=int),
+    option("--lr", type=float, help="peak learning rate"),
+    option("--weight-decay", type=float),
+    option("--image-size", type=int),
+    option("--augment-strength", type=float, help="0 turns augmentation off"),
+    option("--border", choices=BORDER_MODES, help="how trimap border pixels count"),
+    option("--pretrained", help="'imagenet' or a resnet34 state_dict path (resnet34_unet only)"),
+    option("--deep-supervision", action="store_true", default=None,
+           help="also train on logits from the coarser decoder levels"),
+    option("--device", help="auto | cpu | cuda | cuda:1 | mps"),
+    option("--precision", choices=PRECISIONS, help="auto: bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 elsewhere"),
+    option("--compile", action="store_true", default=None, help="use torch.compile"),
+    option("--seed", type=int),
+    option("--output", dest="output_dir", help="folder for run folders (default: checkpoints/)"),
+    option("--run-name", help="run folder name (default: the model name)"),
+    option("--resume", action="store_true", help="continue from <run>/last.pt"),
+)
+
+BENCH = (
+    Command("speed", "training and inference images/second", speed.run_speed, (
+        option("--models", nargs="+", default=MODEL_NAMES, choices=MODEL_NAMES),
+        option("--profile", default="auto", help="model widths from this profile (gpu = full size)"),
+        option("--image-size", type=int, default=256),
+        option("--batch-size", type=int, default=32),
+        option("--steps", type=int, default=10, help="timed steps per measurement"),
+        option("--precisions", nargs="+", default=None, choices=PRECISIONS,
+               help="fp32 bf16 fp16 auto (default: fp32, plus auto on CUDA)"),
+        option("--compile", dest="compiled", action="store_true", help="also measure torch.compile"),
+        DEVICE,
+    )),
+    Command("quality", "train both models, report valid/test Dice and time", quality.run_quality, (
+        option("--data-path", dest="data_root"),
+        option("--profile", default="auto"),
+        option("--models", nargs="+", default=MODEL_NAMES, choices=MODEL_NAMES),
+        option("--epochs", type=int),
+        option("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
+               help="override a TrainConfig field, e.g. --set augment_strength=0.5 "
+                    "--set model_kwargs='{\"base_width\": 32}' (values are read as JSON, else as text)"),
+        option("--seeds", nargs="+", type=int, default=[0], help="train once per seed; rows and a mean per model"),
+        DEVICE,
+    )),
+    Command("gpu-check", "prove the GPU path in minutes: sync-free training, quality, resume, torchrun, speed",
+            gpu_check.run_gpu_check, (
+                option("--data-path", dest="data_root",
+                       help="dataset (default: the real sample wherever the tree has it, else the synthetic set)"),
+                option("--smoke", action="store_true", help="toy sizes, no targets: proves the code paths on a CPU"),
+                option("--plan", dest="plan_only", action="store_true",
+                       help="print the stages, their time budgets and the estimate, and stop"),
+                option("--stages", nargs="+", choices=list(gpu_check.STAGES), help="run only these stages"),
+                DEVICE,
+            )),
+    Command("rehearsal", "cache build time, training memory and time, evaluation time on a full-size "
+                         "(or like-full synthetic) dataset", rehearsal.run_rehearsal, (
+        option("--data-path", dest="data_root",
+               help="dataset root, e.g. one written by `python -m labkit synthetic --like-full`"),
+        option("--image-sizes", nargs="+", type=int, default=[128, 256], help="sizes to cache and train at"),
+        option("--profile", default="auto", help="the recipe trained (auto: gpu if CUDA, else cpu)"),
+        option("--model", default="unet", choices=MODEL_NAMES),
+        option("--epochs", type=int, help="epochs per training run (default: the profile's budget)"),
+        option("--train-steps", type=int, help="optimiser steps per training run, instead of epochs"),
+        option("--evaluate", action=argparse.BooleanOptionalAction, default=True,
+               help="evaluate the test split at original resolution (default: yes)"),
+        option("--checkpoint", help="evaluate this checkpoint (default: the run trained at the first image size)"),
+        DEVICE,
+    )),
+)
+
+COMMANDS = (
+    Command("download", "fetch the Oxford-IIIT Pet dataset (~800 MB) with checksums", download_dataset, (
+        option("--data-path", dest="root", help="where to put it (default: data/oxford-iiit-pet)"),
+        option("--url", dest="base_url", help="mirror folder holding images.tar.gz and annotations.tar.gz"),
+    )),
+    Command("synthetic", "write the synthetic dataset (official layout)", write_synthetic_set, (
+        option("--like-full", action="store_true",
+               help="shaped like the real dataset: 37 breeds, 3,680 trainval + 3,669 test photos, real photo sizes"),
+        option("--output", dest="root", help="folder (default: data/synthetic, with --like-full data/synthetic-like-full)"),
+        option("--count", dest="n", type=int, help="number of photos (default 240, with --like-full 7,349)"),
+        option("--size", type=int, help="approximate photo size in pixels (default 160, with --like-full: like the real photos)"),
+        option("--seed", type=int),
+        option("--workers", type=int, default=os.cpu_count() or 1,
+               help="processes drawing photos (default: one per CPU core); the files do not depend on it"),
+    )),
+    Command("train", "train a model; checkpoints land in checkpoints/<run-name>/", train_model, TRAIN_OPTIONS),
+    Command("evaluate", "score a checkpoint on a split; prints a table, writes JSON", evaluate_checkpoint, (
+        option("--checkpoint", required=True),
+        option("--split", default="test", choices=SPLITS),
+        option("--data-path", dest="root", help="default: the dataset the checkpoint was trained on"),
+        option("--tta", action="store_true", help="average with the flipped prediction"),
+        option("--batch-size", type=int),
+        option("--device"),
+        option("--output", help="JSON file (default: reports/evaluation/<run>_<split>.json)"),
+    )),
+    Command("predict", "masks, overlays and cutouts for your own photos", predict_photos, (
+        option("inputs", nargs="+", help="image files or folders"),
+        option("--checkpoint", required=True),
+        option("--output", default=None, help="folder (default: reports/predictions/)"),
+        option("--threshold", type=float, help="a pixel is pet above this probability (default 0.5)"),
+        option("--tta", action="store_true"),
+        option("--device"),
+    )),
+    Command("workbook", "execute notebooks 00-06 into reports/notebooks/", run_workbook, (
+        option("--profile", choices=PROFILE_CHOICES, default="auto"),
+        option("--timeout", type=int, help="seconds allowed per cell (default 3600)"),
+        option("--in-place", action="store_true", help="store outputs in notebooks/ (maintainers)"),
+    )),
+    Command("cache", "list the decoded-image caches and their size; --clear deletes them", show_caches, (
+        option("--clear", action="store_true", help="delete every cache (rebuilt on next use)"),
+    )),
+    Command("release", "write the student notebooks: answers stubbed, hidden checks removed", release_notebooks, (
+        option("--output", required=True, help="folder for the student notebooks"),
+        option("--masters", help="folder of master notebooks (default: notebooks/)"),
+    )),
+    Command("grade", "grade a student's notebooks, or a folder of students' folders", grade_class, (
+        option("submissions", help="a student's folder of notebooks, or a folder holding one folder per student"),
+        option("--masters", help="folder of master notebooks (default: notebooks/)"),
+        option("--output", help="folder for the gradebook, results and feedback (default: SUBMISSIONS/graded)"),
+        option("--jobs", type=int, help="students graded at once (default: the number of CPU cores)"),
+        option("--regrade", action="store_true", help="grade again students whose result is up to date"),
+        option("--timeout", type=int, default=600, help="seconds each notebook may run (default 600)"),
+        option("--checks-only", action="store_true",
+               help="judge the checks without running the notebooks (faster; no executed feedback copies)"),
+    )),
+    Command("bench", "speed and quality benchmarks, the GPU check, the full-size rehearsal (JSON under reports/bench/)",
+            commands=BENCH),
+)
+
+DEBUG_HELP = "show the full traceback of any error"
+
+
+def add_commands(parser: argparse.ArgumentParser, commands: tuple[Command, ...], dest: str,
+                 path: tuple[str, ...] = ()) -> None:
+    """Every command as a subparser of `parser`, each with `--debug`, so it may stand anywhere on the line."""
+    subparsers = parser.add_subparsers(dest=dest, required=True)
+    for command in commands:
+        child = subparsers.add_parser(command.name, help=command.help)
+        child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+        for argument in command.options:
+            child.add_argument(*argument.flags, **argument.settings)
+        if command.commands:
+            add_commands(child, command.commands, "subcommand", (*path, command.name))
+        else:
+            child.set_defaults(run=command.run, command_name=" ".join((*path, command.name)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labkit", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", default=False, help=DEBUG_HELP)
+    add_commands(parser, COMMANDS, "command")
+    return parser
 
 
 def explain(error: BaseException) -> str:
@@ -255,7 +362,7 @@ def explain(error: BaseException) -> str:
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         where = f" writing {error.filename}" if error.filename else ""
         return f"no space left on the disk{where}; free some space (`python -m labkit cache --clear` frees the decoded-image caches)"
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return one_line(error)
 
 
 def is_user_error(error: BaseException) -> bool:
@@ -264,18 +371,16 @@ def is_user_error(error: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handlers = {"download": run_download, "synthetic": run_synthetic, "train": run_train,
-                "evaluate": run_evaluate, "predict": run_predict, "workbook": run_workbook, "bench": run_bench,
-                "cache": run_cache, "release": run_release, "grade": run_grade}
+    arguments = vars(build_parser().parse_args(argv))
+    run, name, debug = arguments["run"], arguments["command_name"], arguments["debug"]
+    allocator.reuse_freed_memory()  # before any tensor: activations reuse freed memory (labkit/allocator.py)
     try:
-        return handlers[args.command](args) or 0
+        return run(**{key: value for key, value in arguments.items() if key not in PARSER_KEYS}) or 0
     except KeyboardInterrupt:
         print("labkit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:
-        if args.debug or not is_user_error(error):
+        if debug or not is_user_error(error):
             raise
-        print(f"labkit {args.command}{rank_label()}: error: {explain(error)} (--debug shows the traceback)",
-              file=sys.stderr)
+        print(f"labkit {name}{rank_label()}: error: {explain(error)} (--debug shows the traceback)", file=sys.stderr)
         return EXIT_ERROR

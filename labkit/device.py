@@ -1,17 +1,23 @@
-"""Choosing the device and numeric precision, the same way for training, evaluation and inference.
+"""Choosing the device and numeric precision, and setting a model up to run fast there, the same
+way for training, evaluation and inference.
 
 Precisions are named ("fp32", "bf16", "fp16") everywhere, and a run stores the name it resolved
-to, so a checkpoint says how it was trained whatever "auto" meant on that machine.
+to, so a checkpoint says how it was trained whatever "auto" meant on that machine. On CUDA a model
+runs channels_last (as its inputs do) with cuDNN's fastest algorithms for its fixed input size;
+`host_syncs_forbidden` lets a check prove that a training step never makes the CPU wait for the GPU.
 """
 
 import contextlib
+import contextvars
 import warnings
 
 import torch
+from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 NATIVE_BF16_CAPABILITY = (8, 0)  # Ampere (A100, RTX 30xx) and later compute bf16 in hardware
+TF32_CAPABILITY = (8, 0)  # the same GPUs compute "fp32" convolutions in TF32 unless told not to
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -57,6 +63,48 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def memory_format_for(device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA, where tensor cores want it; contiguous elsewhere, since CPU
+    convolutions run about 10x slower channels_last."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
+def memory_format_of(model: nn.Module) -> torch.memory_format:
+    """The layout `model`'s convolutions are stored in (that of its first 4-D weight), which its
+    inputs should share: a channels_last input to a contiguous model, or the other way round, is
+    converted at every layer."""
+    for parameter in model.parameters():
+        if parameter.dim() == 4:
+            stored_channels_last = (parameter.is_contiguous(memory_format=torch.channels_last)
+                                    and not parameter.is_contiguous())
+            return torch.channels_last if stored_channels_last else torch.contiguous_format
+    return torch.contiguous_format
+
+
+def tune_backend(device: torch.device) -> None:
+    """On CUDA let cuDNN time its algorithms for each input size once and keep the fastest
+    (`cudnn.benchmark`): training and evaluation feed one size of image, so the timing pays off
+    from the second batch on. A process-wide setting, made when a model is placed on a GPU."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def place(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` on `device` in that device's memory format (in place, and returned), with the
+    backend tuned for it (`tune_backend`): what training, evaluation and prediction run, so a model
+    and its inputs never differ in layout."""
+    tune_backend(device)
+    return model.to(device=device, memory_format=memory_format_for(device))
+
+
+def tf32_in_use(device: torch.device, precision: str) -> bool:
+    """Whether "fp32" convolutions on `device` are computed in TF32 (a 10-bit mantissa): PyTorch's
+    default on GPUs of compute capability 8.0 and up, so a speed measured there in "fp32" is not
+    the fp32 of a CPU or an older GPU."""
+    return (precision == "fp32" and device.type == "cuda" and torch.backends.cudnn.allow_tf32
+            and torch.cuda.get_device_capability(device) >= TF32_CAPABILITY)
+
+
 def autocast(device: torch.device, precision: str):
     """A mixed-precision context for a resolved precision, or a no-op for fp32."""
     if precision == "fp32":
@@ -67,3 +115,46 @@ def autocast(device: torch.device, precision: str):
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A loss scaler that is active only for fp16, whose small range lets tiny gradients vanish."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+# Set by `host_syncs_forbidden`: how many sync-free regions to let pass as warm-up, and how many have.
+FORBIDDING_HOST_SYNCS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("labkit_host_syncs", default=None)
+
+
+@contextlib.contextmanager
+def host_syncs_forbidden(warm_up: int = 1):
+    """Within the block, every `sync_free_region` on CUDA after the first `warm_up` ones runs under
+    `torch.cuda.set_sync_debug_mode("error")`: an operation that makes the CPU wait for the GPU
+    (`.item()`, a copy to ordinary memory, `nonzero`...) raises instead of stalling the queue. The
+    warm-up regions allocate memory and choose cuDNN algorithms, which may wait.
+
+    Yields:
+        a dict whose "checked" counts the regions run under the check.
+    """
+    counts = {"warm_up": warm_up, "entered": 0, "checked": 0}
+    token = FORBIDDING_HOST_SYNCS.set(counts)
+    try:
+        yield counts
+    finally:
+        FORBIDDING_HOST_SYNCS.reset(token)
+
+
+@contextlib.contextmanager
+def sync_free_region(device: torch.device):
+    """Marks code that must never make the CPU wait for `device` (the steps of a training epoch,
+    progress bar included). Free of cost unless inside `host_syncs_forbidden`, on CUDA."""
+    counts = FORBIDDING_HOST_SYNCS.get()
+    if counts is None or device.type != "cuda":
+        yield
+        return
+    counts["entered"] += 1
+    if counts["entered"] <= counts["warm_up"]:
+        yield
+        return
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    counts["checked"] += 1

@@ -149,6 +149,16 @@ def data_parallel(model: nn.Module, world: WorldInfo) -> tuple[nn.Module, nn.Mod
     return model, DistributedDataParallel(model)
 
 
+def processes_of(world: WorldInfo, model: nn.Module, step_model: nn.Module) -> dict:
+    """How the processes of a run trained together, for its checkpoint: how many, over which
+    backend, whether the steps averaged gradients with DistributedDataParallel and whether batch
+    norm was synchronised."""
+    stepped = getattr(step_model, "_orig_mod", step_model)  # behind torch.compile
+    return {"count": world.world_size, "backend": dist.get_backend() if world.distributed else None,
+            "data_parallel": isinstance(stepped, DistributedDataParallel),
+            "sync_batch_norm": any(isinstance(module, nn.SyncBatchNorm) for module in model.modules())}
+
+
 def rank_label() -> str:
     """" (rank 1 of 2)" for an error message under torchrun, else ""."""
     if not launched_by_torchrun():

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from labkit import data
 from labkit.config import check_setting
 from labkit.checkpoint import ModelSource, model_and_info, trained_border, trained_image_size
-from labkit.device import autocast, resolve_precision
+from labkit.device import autocast, memory_format_of, resolve_precision
 from labkit.metrics import SegmentationMeter, confusion_per_image, dice_from_counts, dice_per_image
 
 
@@ -67,9 +67,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, precision: str = "aut
 
 
 def logits_of_batch(model: nn.Module, images: torch.Tensor, tta: bool) -> torch.Tensor:
-    inputs = data.normalize(images)
-    if inputs.device.type == "cuda":
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    inputs = data.normalize(images).contiguous(memory_format=memory_format_of(model))  # the model's own layout
     logits = model(inputs).float()
     if tta:
         logits = (logits + model(inputs.flip(-1)).float().flip(-1)) / 2
@@ -97,7 +95,7 @@ def score_tensors(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, b
     return meter_tensors(model, images, masks, batch_size, precision, tta).compute()
 
 
-def threshold_sweep(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, thresholds,
+def threshold_sweep(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, thresholds, *,
                     batch_size: int = 32, precision: str = "auto", tta: bool = False) -> list[float]:
     """Mean per-image Dice at each threshold, from logits computed once per batch.
 
@@ -128,7 +126,7 @@ def original_masks(arrays: data.SplitArrays, indices: range, border: str) -> lis
             for i in indices]
 
 
-def evaluate(source: ModelSource, split: str = "test", root: str | Path | None = None,
+def evaluate(source: ModelSource, split: str = "test", *, root: str | Path | None = None,
              image_size: int | None = None, border: str | None = None, batch_size: int = 32, tta: bool = False,
              precision: str = "auto", device: str = "auto", progress: bool = True,
              keep_logits: bool = False) -> EvaluationResult:

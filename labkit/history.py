@@ -46,17 +46,33 @@ def read_history(run_dir: Path) -> list[EpochRecord]:
     return [EpochRecord.from_dict(row) for row in json.loads((Path(run_dir) / "history.json").read_text())]
 
 
-def best_and_last(history: list[EpochRecord]) -> dict:
-    """The epoch with the highest valid Dice (what best.pt keeps) next to the last epoch.
+@dataclass(frozen=True)
+class BestAndLast:
+    """The epoch with the highest valid Dice (what best.pt keeps) next to the last epoch."""
 
-    Returns:
-        best_epoch, best_valid_dice, best_train_loss, last_epoch, last_valid_dice, last_train_loss,
-        and drop: best_valid_dice - last_valid_dice (0 when the last epoch is the best).
+    best: EpochRecord
+    last: EpochRecord
+
+    @property
+    def drop(self) -> float:
+        """How much valid Dice the run lost after its best epoch (0 when the last epoch is the best)."""
+        return self.best.valid_dice - self.last.valid_dice
+
+    def to_dict(self) -> dict[str, float]:
+        """The row a table or results.json shows: best_epoch, best_valid_dice, best_train_loss,
+        last_epoch, last_valid_dice, last_train_loss and drop."""
+        return {"best_epoch": self.best.epoch, "best_valid_dice": self.best.valid_dice,
+                "best_train_loss": self.best.train_loss, "last_epoch": self.last.epoch,
+                "last_valid_dice": self.last.valid_dice, "last_train_loss": self.last.train_loss, "drop": self.drop}
+
+
+def best_and_last(history: list[EpochRecord]) -> BestAndLast:
+    """The epoch with the highest valid Dice (the first of equal maxima, as `fit` keeps it) and the
+    last epoch of a training history.
+
+    Raises:
+        ValueError: the history is empty.
     """
     if not history:
         raise ValueError("the history is empty: no epoch has finished yet")
-    best = max(history, key=lambda record: record.valid_dice)  # the first of equal maxima, as fit keeps it
-    last = history[-1]
-    return {"best_epoch": best.epoch, "best_valid_dice": best.valid_dice, "best_train_loss": best.train_loss,
-            "last_epoch": last.epoch, "last_valid_dice": last.valid_dice, "last_train_loss": last.train_loss,
-            "drop": best.valid_dice - last.valid_dice}
+    return BestAndLast(best=max(history, key=lambda record: record.valid_dice), last=history[-1])

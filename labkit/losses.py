@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.metrics import IGNORE_INDEX, drop_channel_dim
+from labkit.data.images import IGNORE_INDEX
+from labkit.metrics import drop_channel_dim
 
 
 def _targets_and_weights(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:

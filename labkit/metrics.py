@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# The single definition of the "ignore this pixel" label; labkit.data imports it from here.
-IGNORE_INDEX = 255
+from labkit.data.images import IGNORE_INDEX  # defined where masks are made
 
 
 def drop_channel_dim(logits: Tensor) -> Tensor:

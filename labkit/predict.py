@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from labkit import data
 from labkit.checkpoint import ModelSource, model_and_info, trained_image_size
+from labkit.errors import one_line
 from labkit.evaluate import evaluation_mode, predict_logits
 
 # DecompressionBombError (a photo of hundreds of megapixels) is not an OSError.
@@ -140,12 +141,10 @@ def output_stems(sources: list[Path]) -> list[str]:
     return stems
 
 
-def one_line(error: Exception) -> str:
+def unreadable_reason(error: Exception) -> str:
     """Why a photo could not be read, in one line. The loader's own advice is about the dataset's
     split files, which does not apply to a user's photo, so the underlying cause is reported."""
-    cause = error.__cause__ or error
-    text = str(cause).strip()
-    return "not a readable image: " + (text.splitlines()[0] if text else type(cause).__name__)
+    return "not a readable image: " + one_line(error.__cause__ or error)
 
 
 def write_outputs(image: Image.Image, mask: np.ndarray, output_dir: Path, stem: str) -> dict:
@@ -158,7 +157,7 @@ def write_outputs(image: Image.Image, mask: np.ndarray, output_dir: Path, stem: 
 
 
 def predict_files(source: ModelSource, inputs: list[str | Path] | str | Path,
-                  output_dir: str | Path, threshold: float = 0.5, image_size: int | None = None,
+                  output_dir: str | Path, *, threshold: float = 0.5, image_size: int | None = None,
                   tta: bool = False, device: str = "auto", progress: bool = True) -> PredictionReport:
     """Predict every photo among `inputs` and write `<stem>_mask.png`, `<stem>_overlay.png` and
     `<stem>_cutout.png` at its original size into `output_dir`.
@@ -187,7 +186,7 @@ def predict_files(source: ModelSource, inputs: list[str | Path] | str | Path,
         try:
             image = data.load_rgb_as_displayed(source)  # a phone photo as its EXIF orientation shows it
         except UNREADABLE as error:
-            report.failed.append((source, one_line(error)))
+            report.failed.append((source, unreadable_reason(error)))
             continue
         mask = predict_probability(model, image, image_size, tta) > threshold
         written = write_outputs(image, mask, output_dir, stem)

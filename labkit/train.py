@@ -17,10 +17,8 @@ progress. Without torchrun nothing of this happens.
 """
 
 import contextlib
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,111 +27,23 @@ from tqdm.auto import tqdm
 
 from labkit import data, paths
 from labkit.augment import AugmentConfig, augment_batch
-from labkit.checkpoint import load_checkpoint, make_checkpoint
+from labkit.checkpoint import make_checkpoint
 from labkit.config import TrainConfig
-from labkit.device import autocast, grad_scaler, resolve_device, resolve_precision
-from labkit.distributed import WorldInfo, data_parallel, process_group
+from labkit.device import (autocast, grad_scaler, memory_format_for, place, resolve_device, resolve_precision,
+                           sync_free_region)
+from labkit.distributed import WorldInfo, data_parallel, process_group, processes_of
 from labkit.evaluate import meter_tensors, score_tensors
 from labkit.history import EpochRecord, write_history
 from labkit.losses import SegmentationLoss
 from labkit.metrics import SegmentationMeter
-from labkit.models import build_model
+from labkit.models import build_model, check_same_weights
 from labkit.pretrained import load_pretrained_encoder
+from labkit.resume import resume_from_last
 from labkit.run_folder import INTERRUPTED, CheckpointWriter, claimed
+# The run's state is defined beside it (labkit.training_state) and used from here.
+from labkit.training_state import SplitTensors, TrainingData, TrainingRun, TrainingState, TrainResult  # noqa: F401
 
 LOSS_DISPLAY_STEPS = 10  # refresh the progress bar's loss every this many steps
-
-# Fields that may differ between a run and its resumption without changing what is computed. The
-# data root is compared resolved (None and the path it resolves to are the same data) and the
-# precision too ("auto" and what it resolved to are the same precision).
-RESUMABLE_DIFFERENCES = {"device", "compile", "output_dir", "data_root", "precision"}
-
-
-# Optimizer options that depend on the device rather than on the run: a checkpoint written on a
-# GPU (fused AdamW) must not carry them onto a CPU, or the other way round.
-DEVICE_OPTIMIZER_OPTIONS = ("fused", "foreach", "capturable")
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    history: list[EpochRecord] = field(default_factory=list)
-    best: EpochRecord | None = None
-    interrupted: bool = False
-    world: WorldInfo = field(default_factory=WorldInfo)  # which process of a torchrun this result is from
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.run_dir / "best.pt"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.run_dir / "last.pt"
-
-
-@dataclass
-class SplitTensors:
-    """A decoded split on the training device."""
-
-    images: torch.Tensor  # (N, 3, H, W) uint8
-    masks: torch.Tensor  # (N, H, W) uint8: 0 background, 1 pet, IGNORE_INDEX not scored
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
-@dataclass
-class TrainingData:
-    train: SplitTensors
-    valid: SplitTensors
-    info: dict  # root, fingerprints, sizes: stored in checkpoints
-
-
-@dataclass
-class TrainingState:
-    """Everything a training step reads or changes, built once by `build_training_state`."""
-
-    model: nn.Module  # the weights that checkpoints save
-    step_model: nn.Module  # what training steps call: the model, or its torch.compile wrapper
-    loss_fn: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler  # active only in fp16
-    generator: torch.Generator  # shuffling draws (CPU, seeded alike on every rank)
-    augment: AugmentConfig
-    device: torch.device
-    precision: str  # resolved: "fp32", "bf16" or "fp16"
-    world: WorldInfo = field(default_factory=WorldInfo)  # one process unless torchrun started several
-    augment_generator: torch.Generator | None = None  # augmentation draws: None shares `generator` (one process)
-
-    def __post_init__(self) -> None:
-        if self.augment_generator is None:
-            self.augment_generator = self.generator
-
-    def optimization_state(self) -> dict:
-        """What an exact resume needs besides the weights."""
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}}
-
-    def load_optimization_state(self, checkpoint: dict) -> None:
-        self.optimizer.load_state_dict(with_device_options(checkpoint["optimizer"], self.optimizer))
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
-        self.generator.set_state(checkpoint["rng"]["generator"].cpu())
-        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
-
-
-def with_device_options(saved: dict, optimizer: torch.optim.Optimizer) -> dict:
-    """A saved optimizer state whose device-dependent options are this optimizer's own.
-
-    `load_state_dict` replaces the param groups with the saved ones, options included, so a state
-    saved with `fused=True` on a GPU would make every step on a CPU use the fused kernel."""
-    groups = []
-    for saved_group, group in zip(saved["param_groups"], optimizer.param_groups):
-        groups.append({**saved_group, **{key: group[key] for key in DEVICE_OPTIMIZER_OPTIONS if key in group}})
-    return {**saved, "param_groups": groups}
-
 
 def run_dir_for(config: TrainConfig) -> Path:
     """`checkpoints/<model>-<profile>/` unless the config names another folder or run."""
@@ -168,34 +78,7 @@ def build_training_model(config: TrainConfig, device: torch.device) -> nn.Module
     model = build_model(config.model, **config.model_kwargs)
     if config.pretrained:
         load_pretrained_encoder(model, config.pretrained)
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def checked_model(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.Module:
-    """A model built elsewhere (a student's UNet), on `device`, once it is proven to hold exactly
-    the weights of the model `config` names: checkpoints record `config.model` and its arguments,
-    and must load into labkit's own class.
-
-    Raises:
-        ValueError: one line naming the first weight that is missing, extra or of another shape.
-    """
-    with torch.device("meta"):
-        expected = {name: tuple(tensor.shape) for name, tensor in build_model(config.model, **config.model_kwargs).state_dict().items()}
-    given = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-    described = f"config.model {config.model!r} with model_kwargs {config.model_kwargs}"
-    for name in expected.keys() | given.keys():
-        if expected.get(name) != given.get(name):
-            problem = ("is missing" if name not in given else "is not in it" if name not in expected
-                       else f"has shape {given[name]}, expected {expected[name]}")
-            raise ValueError(f"the model given to fit does not match {described}: weight {name!r} {problem}; "
-                             "build the model with the same arguments, or name the model it is in the config")
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return place(model, device)
 
 
 def steps_per_epoch(batch_size: int, train_count: int) -> int:
@@ -265,9 +148,7 @@ def prepare_batch(state: TrainingState, train: SplitTensors, indices: torch.Tens
     images = train.images[indices].float().div_(255)  # (B, 3, H, W) in [0, 1]
     masks = train.masks[indices]  # (B, H, W)
     images, masks = augment_batch(images, masks, state.augment, generator=state.augment_generator)
-    images = data.normalize(images)
-    if state.device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = data.normalize(images).contiguous(memory_format=memory_format_for(state.device))
     return images, masks
 
 
@@ -284,25 +165,61 @@ def training_step(state: TrainingState, images: torch.Tensor, masks: torch.Tenso
     return loss.detach()
 
 
+def pinned_scalar() -> torch.Tensor:
+    """A 0-d float tensor in pinned (page-locked) host memory, which a GPU copies into without the
+    CPU waiting."""
+    return torch.zeros((), pin_memory=True)
+
+
+class RunningLoss:
+    """The epoch's mean training loss on its progress bar, shown without making the CPU wait for
+    the GPU: on CUDA the running sum is copied to pinned host memory without waiting and shown at
+    a later refresh, once the copy has landed; on a CPU it is read at once."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.on_gpu = device.type == "cuda"
+        self.host = pinned_scalar() if self.on_gpu else None
+        self.copy_done: torch.cuda.Event | None = None  # the copy in flight
+        self.photos_in_copy = 0
+
+    def refresh(self, bar: tqdm, total: torch.Tensor, seen: int) -> None:
+        """Show the mean loss of the `seen` photos summed in `total` (on the device), or on CUDA
+        the latest mean whose copy has arrived."""
+        if not self.on_gpu:
+            bar.set_postfix(loss=f"{total.item() / seen:.4f}")
+            return
+        if self.copy_done is not None and self.copy_done.query():  # asks, never waits
+            bar.set_postfix(loss=f"{self.host.item() / self.photos_in_copy:.4f}")  # a host tensor: no sync
+            self.copy_done = None
+        if self.copy_done is None:
+            self.host.copy_(total, non_blocking=True)
+            self.copy_done = torch.cuda.Event()
+            self.copy_done.record()
+            self.photos_in_copy = seen
+
+
 def train_one_epoch(state: TrainingState, train: SplitTensors, batch_size: int, bar: tqdm | None = None,
                     steps: int | None = None) -> float:
     """One pass over shuffled training batches (the first `steps` of them, if given); returns the
-    mean loss (over the images of all ranks)."""
+    mean loss (over the images of all ranks). The steps, progress bar included, never make the CPU
+    wait for the GPU (`device.sync_free_region`): the CPU queues the next step while the GPU runs
+    this one."""
     state.step_model.train()
     # Every batch's indices go to the device now, while the GPU is idle after validation: a copy
-    # from ordinary CPU memory makes the CPU wait for the GPU, which inside the loop would stop
-    # the CPU from queuing the next step while the GPU runs this one.
+    # from ordinary CPU memory makes the CPU wait for the GPU.
     batches = shuffled_batches(len(train), batch_size, state.generator, state.world)[:steps]
     batches = [indices.to(state.device) for indices in batches]
     total, seen = torch.zeros((), device=state.device), 0
-    for step, indices in enumerate(batches, start=1):
-        images, masks = prepare_batch(state, train, indices)
-        total += training_step(state, images, masks) * len(indices)  # summed on the device
-        seen += len(indices)
-        if bar is not None:
-            bar.update(1)
-            if not bar.disable and (step % LOSS_DISPLAY_STEPS == 0 or step == len(batches)):
-                bar.set_postfix(loss=f"{total.item() / seen:.4f}")
+    shown = RunningLoss(state.device) if bar is not None and not bar.disable else None
+    with sync_free_region(state.device):
+        for step, indices in enumerate(batches, start=1):
+            images, masks = prepare_batch(state, train, indices)
+            total += training_step(state, images, masks) * len(indices)  # summed on the device
+            seen += len(indices)
+            if bar is not None:
+                bar.update(1)
+                if shown is not None and (step % LOSS_DISPLAY_STEPS == 0 or step == len(batches)):
+                    shown.refresh(bar, total, seen)
     total, seen = state.world.all_reduce_sum(total), int(state.world.all_reduce_sum(torch.tensor(seen)))
     return total.item() / seen
 
@@ -335,75 +252,20 @@ def reseed_rank_augmentation(state: TrainingState, seed: int, epoch: int) -> Non
         state.augment_generator.manual_seed(seed + state.world.rank + state.world.world_size * (epoch - 1))
 
 
-def run_epoch(state: TrainingState, training_data: TrainingData, config: TrainConfig, epoch: int,
-              progress: bool = True) -> EpochRecord:
+def run_epoch(run: TrainingRun, epoch: int) -> EpochRecord:
     """Train one epoch (numbered from 1) of the run's plan, then validate; returns its record."""
-    steps = epoch_plan(config, len(training_data.train), state.world.world_size)[epoch - 1]
+    state, train, config = run.state, run.data.train, run.config
+    steps = epoch_plan(config, len(train), state.world.world_size)[epoch - 1]
     reseed_rank_augmentation(state, config.seed, epoch)
     started = time.perf_counter()
-    with tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=not progress) as bar:
-        train_loss = train_one_epoch(state, training_data.train, config.batch_size, bar, steps)
+    with tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=not run.progress) as bar:
+        train_loss = train_one_epoch(state, train, config.batch_size, bar, steps)
     seconds = time.perf_counter() - started
-    valid = validate(state, training_data.valid, config.batch_size * 2)
-    seen = min(len(training_data.train), steps * config.batch_size * state.world.world_size)
+    valid = validate(state, run.data.valid, config.batch_size * 2)
+    seen = min(len(train), steps * config.batch_size * state.world.world_size)
     return EpochRecord(epoch=epoch, lr=state.scheduler.get_last_lr()[0], train_loss=train_loss,
                        valid_dice=valid["dice"], valid_iou=valid["iou"], valid_dice_dataset=valid["dice_dataset"],
                        epoch_seconds=seconds, train_images_per_second=seen / seconds)
-
-
-def config_differences(saved: dict, config: TrainConfig) -> list[str]:
-    """Fields in which `config` differs from a checkpoint's saved configuration, ignoring those
-    that do not change the result (device, compile, output folder) and those callers compare
-    resolved (data root, precision)."""
-    current, saved = (json.loads(json.dumps(values)) for values in (config.to_dict(), saved))  # tuples -> lists
-    return sorted(key for key in current if key not in RESUMABLE_DIFFERENCES and saved.get(key) != current[key])
-
-
-def check_resumable(last: dict, path: Path, state: TrainingState, config: TrainConfig,
-                    training_data: TrainingData) -> None:
-    """Refuse a `last.pt` that was trained differently: another configuration or data, another
-    precision, or another number of processes (the batch of a step and the schedule depend on it).
-
-    Raises:
-        ValueError: one line saying how it differs and what to do.
-    """
-    differences = config_differences(last["config"], config)
-    if last["data"]["root"] != training_data.info["root"]:
-        differences.append("data_root")
-    if differences:
-        raise ValueError(f"cannot resume from {path}: the configuration differs in {differences}; "
-                         "resume with the saved configuration or start a new run (another run_name)")
-    saved_precision = last.get("precision", state.precision)
-    if saved_precision != state.precision:
-        raise ValueError(f"cannot resume from {path}: it was trained in {saved_precision} and this run would use "
-                         f"{state.precision} on {state.device}; resume with --precision {saved_precision} "
-                         "(precision=...) or start a new run (another run_name)")
-    saved_world = last.get("world_size", 1)
-    if saved_world != state.world.world_size:
-        raise ValueError(f"cannot resume from {path}: it was trained by {saved_world} process(es) and this run has "
-                         f"{state.world.world_size}; resume with {saved_world} (torchrun: nodes x processes per node; "
-                         "1: without torchrun) or start a new run (another run_name)")
-
-
-def resume_from_last(state: TrainingState, run_dir: Path, config: TrainConfig,
-                     training_data: TrainingData) -> tuple[int, list[EpochRecord], EpochRecord | None]:
-    """Load `last.pt` into the model and the optimisation state; returns the epoch to continue
-    from, the history so far and the best record. Under torchrun every rank reads it.
-
-    A run may move between devices (a CPU laptop and a GPU, one GPU and another) as long as it
-    keeps its precision, so the loss scaler's state and the numbers stay meaningful.
-
-    Raises:
-        ValueError: the saved run was trained differently; one line saying how.
-    """
-    path = run_dir / "last.pt"
-    last = load_checkpoint(path, map_location=state.device)
-    check_resumable(last, path, state, config, training_data)
-    state.model.load_state_dict(last["state_dict"])
-    state.load_optimization_state(last)
-    history = [EpochRecord.from_dict(row) for row in last["history"]]
-    best = EpochRecord.from_dict(last["best"]) if last.get("best") else None
-    return last["epoch"], history, best
 
 
 def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
@@ -416,27 +278,27 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
 
     Args:
         config: every hyperparameter (see `labkit.config.make_config`).
-        resume: continue from `<run_dir>/last.pt` with the identical schedule.
+        resume: continue from `<run_dir>/last.pt` with the identical schedule (see `labkit.resume`).
         progress: show tqdm progress bars.
         on_epoch_end: called with the history so far after every epoch (live plots in notebooks),
             on every rank.
         model: train this model (a student's own UNet, say) instead of building `config.model`;
-            it must have exactly that model's weights (see `checked_model`), and is trained in place.
+            it must have exactly that model's weights (`models.check_same_weights`), and is
+            trained in place.
     """
     with process_group(resolve_device(config.device)) as world, claimed_by_main(run_dir_for(config), world) as run_dir:
-        progress = progress and world.is_main
         if model is not None:  # checked before any photo is decoded
-            model = checked_model(model, config, world.device)
+            check_same_weights(model, config.model, config.model_kwargs)
+            model = place(model, world.device)
         with world.main_first():  # rank 0 fills the decoded-image cache that the others then read
-            training_data = load_training_data(config, world.device, progress)
+            training_data = load_training_data(config, world.device, progress and world.is_main)
         if model is None:
             model = build_training_model(config, world.device)
-        state = build_training_state(config, model, len(training_data.train), world)
-        result = TrainResult(run_dir=run_dir, world=world)
-        start_epoch = 0
-        if resume:
-            start_epoch, result.history, result.best = resume_from_last(state, run_dir, config, training_data)
-        return train_epochs(state, training_data, config, result, start_epoch, progress, on_epoch_end)
+        run = TrainingRun(config=config, data=training_data,
+                          state=build_training_state(config, model, len(training_data.train), world),
+                          result=TrainResult(run_dir=run_dir, world=world), progress=progress and world.is_main,
+                          on_epoch_end=on_epoch_end)
+        return train_epochs(run, start_epoch=resume_from_last(run) if resume else 0)
 
 
 def claimed_by_main(run_dir: Path, world: WorldInfo):
@@ -444,46 +306,48 @@ def claimed_by_main(run_dir: Path, world: WorldInfo):
     return claimed(run_dir) if world.is_main else contextlib.nullcontext(run_dir)
 
 
-def train_epochs(state: TrainingState, training_data: TrainingData, config: TrainConfig, result: TrainResult,
-                 start_epoch: int, progress: bool, on_epoch_end) -> TrainResult:
+def snapshot(run: TrainingRun, **extra) -> dict:
+    """The run as a checkpoint: weights, configuration, data, precision and history, plus `extra`."""
+    result, state = run.result, run.state
+    return make_checkpoint(run.config.model, run.config.model_kwargs, state.model, config=run.config.to_dict(),
+                           data=run.data.info, precision=state.precision, world_size=state.world.world_size,
+                           processes=processes_of(state.world, state.model, state.step_model),
+                           history=[record.to_dict() for record in result.history],
+                           best=result.best.to_dict() if result.best else {}, epoch=len(result.history), **extra)
+
+
+def save_epoch(run: TrainingRun, writer: CheckpointWriter, improved: bool, final: bool) -> None:
+    """The end of an epoch on disk: the best weights (to memory), last.pt when due, the history."""
+    if improved:
+        writer.pending_best = snapshot(run)
+    if final or writer.due():
+        writer.write_last(snapshot(run, **run.state.optimization_state()))
+    write_history(run.result.history, run.result.run_dir)
+
+
+def train_epochs(run: TrainingRun, start_epoch: int = 0) -> TrainResult:
     """Epochs `start_epoch + 1` to the last of the plan; rank 0 writes checkpoints and history as they end."""
+    result, world = run.result, run.state.world
     writer = CheckpointWriter(result.run_dir, saved_epoch=start_epoch)
-    epoch_count = len(epoch_plan(config, len(training_data.train), state.world.world_size))
-
-    def snapshot(**extra) -> dict:
-        best = result.best.to_dict() if result.best else {}
-        return make_checkpoint(config.model, config.model_kwargs, state.model, config=config.to_dict(),
-                               data=training_data.info, precision=state.precision,
-                               world_size=state.world.world_size,
-                               history=[record.to_dict() for record in result.history], best=best,
-                               epoch=len(result.history), **extra)
-
-    def save(improved: bool, final: bool) -> None:
-        """The end of an epoch on disk: the best weights (to memory), last.pt when due, the history."""
-        if improved:
-            writer.pending_best = snapshot()
-        if final or writer.due():
-            writer.write_last(snapshot(**state.optimization_state()))
-        write_history(result.history, result.run_dir)
-
-    epochs = tqdm(range(start_epoch, epoch_count), desc=config.model, unit="epoch", initial=start_epoch,
-                  total=epoch_count, disable=not progress)
+    epoch_count = len(epoch_plan(run.config, len(run.data.train), world.world_size))
+    epochs = tqdm(range(start_epoch, epoch_count), desc=run.config.model, unit="epoch", initial=start_epoch,
+                  total=epoch_count, disable=not run.progress)
     try:
         for epoch in epochs:
-            record = run_epoch(state, training_data, config, epoch + 1, progress)
+            record = run_epoch(run, epoch + 1)
             result.history.append(record)
             improved = result.best is None or record.valid_dice > result.best.valid_dice
             if improved:
                 result.best = record
-            if state.world.is_main:
-                save(improved, final=epoch + 1 == epoch_count)
+            if world.is_main:
+                save_epoch(run, writer, improved, final=epoch + 1 == epoch_count)
             epochs.set_postfix(loss=f"{record.train_loss:.4f}", valid_dice=f"{record.valid_dice:.4f}")
-            if on_epoch_end is not None:
-                on_epoch_end(result.history)
+            if run.on_epoch_end is not None:
+                run.on_epoch_end(result.history)
     except KeyboardInterrupt:
         result.interrupted = True
-        if state.world.is_main:
-            save_interrupted(writer, result, snapshot(interrupted=True))
+        if world.is_main:
+            save_interrupted(writer, result, snapshot(run, interrupted=True))
     finally:
         epochs.close()
     return result

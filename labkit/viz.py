@@ -12,6 +12,7 @@ import io
 import os
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -22,7 +23,8 @@ from matplotlib.ticker import MaxNLocator
 
 from labkit import paths
 from labkit.compare import standard_error
-from labkit.metrics import IGNORE_INDEX
+from labkit.data.images import IGNORE_INDEX
+from labkit.history import EpochRecord
 
 IGNORE_COLOUR = (128, 128, 128)
 # Pets are mostly brown, orange, black, grey or white: a blue tint and a magenta outline stand out
@@ -232,30 +234,65 @@ def plot_foreground_fraction(fractions, labels=None) -> Figure:
     return fig
 
 
+@dataclass(frozen=True)
+class Curve:
+    """One run's training curve: the training loss and a Dice at each epoch (or step)."""
+
+    points: list[int]  # epoch or step numbers: the x axis
+    loss: list[float]
+    dice: list[float]
+
+    @classmethod
+    def of_history(cls, history: list[EpochRecord], dice_field: str = "valid_dice") -> "Curve":
+        """A training history's curve: training loss and `dice_field` at each epoch."""
+        return cls([record.epoch for record in history], [record.train_loss for record in history],
+                   [getattr(record, dice_field) for record in history])
+
+    @classmethod
+    def of_rows(cls, rows: list[dict], unit: str = "epoch", dice_key: str = "valid_dice", label: str = "") -> "Curve":
+        """The curve of rows read from a history.csv or written by a notebook's own training loop
+        (`{"step": 3, "train_loss": 0.41, "batch_dice": 0.77}`): `unit` and `dice_key` name their keys.
+
+        Raises:
+            ValueError: a key is missing; names the run by `label`.
+        """
+        missing = {unit, "train_loss", dice_key} - set(rows[0] if rows else {})
+        if missing:
+            raise ValueError(f"history of run {label!r} lacks {sorted(missing)}; pass the rows of history.csv")
+        return cls([row[unit] for row in rows], [row["train_loss"] for row in rows], [row[dice_key] for row in rows])
+
+
 def plot_history(histories: dict[str, list], unit: str = "epoch", dice_label: str = "validation Dice",
                  dice_key: str = "valid_dice") -> Figure:
     """Training loss and validation Dice against epoch (or `unit`), one line per run, best starred.
 
     Args:
-        histories: {run label or model key: its `EpochRecord`s (or rows of history.csv as dicts)}.
+        histories: {run label or model key: its `EpochRecord`s, or rows read from a history.csv or
+            written by a training loop of one's own (dicts)}.
         unit: the rows' key for the x axis ("epoch", or "step" for a loop that is not in epochs).
         dice_label: what the Dice is measured on, for the right panel's labels.
-        dice_key: the rows' key for the Dice ("valid_dice" in training histories; a loop that
-            scores its own batch names it for what it is, e.g. "batch_dice").
+        dice_key: the Dice's key or EpochRecord field ("valid_dice" in training histories; a loop
+            that scores its own batch names it for what it is, e.g. "batch_dice").
     """
+    curves = {}
+    for label, history in histories.items():
+        if history and all(isinstance(record, EpochRecord) for record in history):
+            curves[label] = Curve.of_history(history, dice_key)
+        else:
+            curves[label] = Curve.of_rows(history, unit, dice_key, label)
+    return plot_curves(curves, unit, dice_label)
+
+
+def plot_curves(curves: dict[str, Curve], unit: str = "epoch", dice_label: str = "validation Dice") -> Figure:
+    """Training loss and Dice against `unit`, one line per run, each run's best Dice starred."""
     fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    for index, (label, history) in enumerate(histories.items()):
-        history = [row.to_dict() if hasattr(row, "to_dict") else row for row in history]
-        missing = {unit, "train_loss", dice_key} - set(history[0] if history else {})
-        if missing:
-            raise ValueError(f"history of run {label!r} lacks {sorted(missing)}; pass the rows of history.csv")
-        epochs = [row[unit] for row in history]
+    for index, (label, curve) in enumerate(curves.items()):
         label = model_label(label)
-        dice = [row[dice_key] for row in history]
-        best = int(np.argmax(dice))
-        loss_ax.plot(epochs, [row["train_loss"] for row in history], color=f"C{index}", label=label)
-        dice_ax.plot(epochs, dice, color=f"C{index}", label=f"{label} (best {dice[best]:.3f}, {unit} {epochs[best]})")
-        dice_ax.plot(epochs[best], dice[best], "*", color=f"C{index}", markersize=14, markeredgecolor="k")
+        best = int(np.argmax(curve.dice))
+        loss_ax.plot(curve.points, curve.loss, color=f"C{index}", label=label)
+        dice_ax.plot(curve.points, curve.dice, color=f"C{index}",
+                     label=f"{label} (best {curve.dice[best]:.3f}, {unit} {curve.points[best]})")
+        dice_ax.plot(curve.points[best], curve.dice[best], "*", color=f"C{index}", markersize=14, markeredgecolor="k")
     loss_ax.set(xlabel=unit, ylabel="training loss", title="Training loss")
     dice_ax.set(xlabel=unit, ylabel=dice_label, title=f"{dice_label[0].upper()}{dice_label[1:]} (star = best {unit})")
     for ax in (loss_ax, dice_ax):
@@ -296,14 +333,6 @@ def display_name(key: str) -> str:
     metric = {"dice": "Dice", "iou": "IoU"}.get(words[0], words[0])
     where = {"original": "at original resolution"}
     return " ".join([metric, *(where.get(word, word) for word in words[1:])])
-
-
-def mean_by(rows: list[dict], group: str, key: str) -> dict[str, float]:
-    """Mean of rows[key] for each value of rows[group]."""
-    values = defaultdict(list)
-    for row in rows:
-        values[row[group]].append(row[key])
-    return {name: float(np.mean(scores)) for name, scores in values.items()}
 
 
 def plot_per_breed(per_image: dict[str, list[dict]], key: str = "dice") -> Figure:

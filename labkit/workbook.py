@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from tqdm.auto import tqdm
 
-from labkit import data, paths
+from labkit import allocator, data, paths
 from labkit.checkpoint import CheckpointInfo, load_checkpoint
 from labkit.config import make_config, resolve_profile
 from labkit.device import resolve_device
@@ -120,7 +120,7 @@ class LiveCurves:
         from labkit import viz
 
         last = history[-1]
-        final = self.epochs is not None and (last["epoch"] if isinstance(last, dict) else last.epoch) >= self.epochs
+        final = self.epochs is not None and last.epoch >= self.epochs
         if self.handle is None or not (final or self.time_share.allows()):
             return
         with self.time_share.spending():
@@ -157,7 +157,8 @@ def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False,
         progress: progress bars while training; off by default, so a stored notebook keeps one
             summary line per model instead of a bar per epoch.
     """
-    from labkit.train import config_differences, fit, run_dir_for
+    from labkit.resume import config_differences
+    from labkit.train import fit, run_dir_for
 
     config = make_config(model, run.profile, data_root=str(run.root))
     best = run_dir_for(config) / "best.pt"
@@ -186,9 +187,23 @@ def notebook_paths() -> list[Path]:
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # the kernel's own log: errors only
 
 
-def execute_notebook(source: Path, target: Path, timeout: int) -> None:
+def kernel_environment(profile: str) -> dict[str, str]:
+    """What a workbook kernel starts with: this process's environment, `LABKIT_PROFILE`,
+    `LABKIT_HEADLESS`, labkit's memory reuse (`labkit.allocator`), and no script backend for matplotlib, since the notebooks
+    are run to be read and their figures must be stored inline (MPLBACKEND=Agg would prevent it)."""
+    environment = {name: value for name, value in os.environ.items() if name != "MPLBACKEND"}
+    environment["LABKIT_PROFILE"] = profile
+    environment["LABKIT_HEADLESS"] = "1"  # no one moves the sliders: figures without live widgets (labkit.viz)
+    return allocator.environment_for_children(environment)
+
+
+def execute_notebook(source: Path, target: Path, timeout: int, environment: dict[str, str] | None = None) -> None:
     """Run one notebook in a fresh kernel with `notebooks/` as its working folder; the executed copy
-    is written even when a cell fails, so the error can be read in context."""
+    is written even when a cell fails, so the error can be read in context.
+
+    Args:
+        environment: the kernel's environment (default: this process's).
+    """
     notebook = nbformat.read(source, as_version=4)
     # nbclient's default transport (TCP on 127.0.0.1), as nbval uses: with local "ipc" sockets the
     # client once waited forever on an idle kernel here. The connection is signed with the
@@ -196,7 +211,7 @@ def execute_notebook(source: Path, target: Path, timeout: int) -> None:
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(source.parent)}}, extra_arguments=QUIET_KERNEL)
     try:
-        client.execute()
+        client.execute(env=dict(os.environ) if environment is None else environment)
     except CellExecutionError as error:
         raise RuntimeError(f"{source.name} failed; read the executed copy at {target}\n{error}") from None
     finally:
@@ -205,17 +220,14 @@ def execute_notebook(source: Path, target: Path, timeout: int) -> None:
 
 
 def run_notebooks(profile: str = "auto", timeout: int = 3600, in_place: bool = False) -> list[Path]:
-    """Execute every numbered notebook with `LABKIT_PROFILE=profile`; returns the executed copies.
+    """Execute every numbered notebook, each in a kernel started with `kernel_environment(profile)`;
+    returns the executed copies.
 
     Args:
         in_place: overwrite the notebooks in notebooks/ with their outputs (how the committed
             outputs are refreshed) instead of writing copies to reports/notebooks/.
     """
-    os.environ["LABKIT_PROFILE"] = profile
-    os.environ["LABKIT_HEADLESS"] = "1"  # no one moves the sliders: figures without live widgets (labkit.viz)
-    # The notebooks are run to be read: their figures must be stored inline, which a backend set
-    # for scripts (MPLBACKEND=Agg) would prevent in every kernel.
-    os.environ.pop("MPLBACKEND", None)
+    environment = kernel_environment(profile)
     root = data.resolve_root()
     if data.is_synthetic(root):
         print(f"No real dataset in {data.default_root()}: the workbook runs on the synthetic set at {root}.\n"
@@ -225,7 +237,7 @@ def run_notebooks(profile: str = "auto", timeout: int = 3600, in_place: bool = F
     for source in (bar := tqdm(notebook_paths(), desc="notebooks", unit="notebook")):
         bar.set_postfix_str(source.name)
         started = time.perf_counter()
-        execute_notebook(source, output / source.name, timeout)
+        execute_notebook(source, output / source.name, timeout, environment)
         tqdm.write(f"{source.name}: {time.perf_counter() - started:.0f} s")
         executed.append(output / source.name)
     print(f"Executed notebooks: {output}\nFigures: {paths.figures_dir()}")

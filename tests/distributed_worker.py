@@ -5,7 +5,6 @@
     python tests/distributed_worker.py fail train ...        rank 1 stops with a ValueError in epoch 1
 """
 
-import os
 import sys
 
 from labkit import cli, train
@@ -13,16 +12,16 @@ from labkit import cli, train
 real_run_epoch = train.run_epoch
 
 
-def interrupt(state, training_data, config, epoch, progress=True):
+def interrupt(run, epoch):
     if epoch == 2:
         raise KeyboardInterrupt
-    return real_run_epoch(state, training_data, config, epoch, progress)
+    return real_run_epoch(run, epoch)
 
 
-def fail(state, training_data, config, epoch, progress=True):
-    if state.world.rank == 1:
+def fail(run, epoch):
+    if run.state.world.rank == 1:
         raise ValueError("planted failure on rank 1")
-    return real_run_epoch(state, training_data, config, epoch, progress)
+    return real_run_epoch(run, epoch)
 
 
 if __name__ == "__main__":

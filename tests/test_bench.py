@@ -3,8 +3,10 @@ import json
 import pytest
 import torch
 
-from labkit import bench, train
-from labkit.bench import parse_settings, quality_report_name, speed_report_name
+from labkit import train
+from labkit.bench import quality, reports
+from labkit.bench.quality import parse_settings, quality_report_name
+from labkit.bench.speed import speed_report_name
 from labkit.cli import EXIT_INTERRUPTED, main
 from labkit.config import make_config
 
@@ -52,7 +54,7 @@ def test_quality_benchmark_keeps_finished_runs_when_stopped(synthetic_root, tmp_
         trained.append(config.seed)
         return {"model": config.model, "seed": config.seed, "profile": config.profile, "valid_dice": 0.5}
 
-    monkeypatch.setattr(bench, "quality_of", quality_or_stop)
+    monkeypatch.setattr(quality, "quality_of", quality_or_stop)
     assert main(["bench", "quality", "--data-path", str(synthetic_root), "--profile", "smoke",
                  "--seeds", "0", "1"]) == EXIT_INTERRUPTED
     report = json.loads((tmp_path / "reports" / "bench" / "quality_smoke_seeds-0-1_on_cpu.json").read_text())
@@ -63,7 +65,7 @@ def test_quality_benchmark_keeps_finished_runs_when_stopped(synthetic_root, tmp_
 def test_an_interrupted_training_run_stops_the_quality_benchmark(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "fit", lambda config: train.TrainResult(run_dir=tmp_path, interrupted=True))
     with pytest.raises(KeyboardInterrupt):
-        bench.quality_of(make_config("unet", "smoke"), None, "cpu")
+        quality.quality_of(make_config("unet", "smoke"), None, "cpu")
 
 
 def test_quality_reports_of_other_models_or_seeds_do_not_overwrite_each_other():
@@ -98,60 +100,9 @@ def test_a_report_is_labelled_by_the_device_measured_not_by_what_the_machine_has
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine that measured its CPU
     cpu = torch.device("cpu")
-    bench.save_report("speed_test", {"machine": bench.machine(cpu)}, cpu)
+    reports.save_report("speed_test", {"machine": reports.machine(cpu)}, cpu)
     report = json.loads((tmp_path / "reports" / "bench" / "speed_test_on_cpu.json").read_text())
     assert report["machine"]["device"].startswith("cpu")
-
-
-def test_the_gpu_check_runs_every_stage_in_its_smoke_form_on_a_cpu(synthetic_root, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
-    assert main(["bench", "gpu-check", "--smoke", "--data-path", str(synthetic_root)]) == 0
-    report = json.loads((tmp_path / "reports" / "bench" / "gpu_check_smoke_on_cpu.json").read_text())
-    stages = {result["stage"]: result for result in report["results"]}
-    assert {"training bf16", "training fp16", "training auto_compiled", "resume", "sync-free steps",
-            "speed unet", "speed resnet34_unet", "quality unet", "quality resnet34_unet"} <= set(stages)
-    assert stages["training fp16"]["values"]["precision"] == "fp16" and stages["resume"]["passed"] is True
-    assert stages["sync-free steps"]["passed"] is None  # needs CUDA
-    assert not [result for result in report["results"] if result["passed"] is False]
-    assert "PASS resume" in capsys.readouterr().out
-
-
-def test_a_failing_gpu_check_stage_is_reported_and_the_others_still_run(synthetic_root, tmp_path, monkeypatch):
-    from labkit import gpu_check
-
-    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
-
-    def broken(settings, folder):
-        raise RuntimeError("device assert triggered")
-        yield  # a generator, like every stage
-
-    monkeypatch.setitem(gpu_check.STAGES, "resume", broken)
-    assert main(["bench", "gpu-check", "--smoke", "--data-path", str(synthetic_root),
-                 "--stages", "resume", "sync"]) == 1
-    report = json.loads((tmp_path / "reports" / "bench" / "gpu_check_smoke_on_cpu.json").read_text())
-    assert [(r["stage"], r["passed"]) for r in report["results"]] == [("resume", False), ("sync-free steps", None)]
-    assert "device assert triggered" in report["results"][0]["detail"]
-
-
-def old_report(overrides: dict, epochs: int, model: str = "unet") -> dict:
-    """A quality report as the first studies wrote it: overrides and the epochs each run trained."""
-    return {"overrides": overrides, "rows": [{"model": model, "seed": 0, "epochs": epochs}]}
-
-
-def test_a_study_run_is_matched_to_the_profile_by_recipe_and_steps():
-    from labkit.bench import trains_like_profile
-    from labkit.config import make_config
-
-    # The cpu profile: 440 steps of 16 photos, augmentation 0.5 -> 40 epochs of 180 photos.
-    assert trains_like_profile(old_report({"augment_strength": 0.5, "epochs": 40}, 40), "unet", "cpu", 180)
-    assert trains_like_profile(old_report({}, 40, "resnet34_unet"), "resnet34_unet", "cpu", 180)
-    assert not trains_like_profile(old_report({"augment_strength": 1.0, "epochs": 40}, 40), "unet", "cpu", 180)
-    assert not trains_like_profile(old_report({"epochs": 60}, 60), "unet", "cpu", 180)
-    assert not trains_like_profile(old_report({"model_kwargs": {"base_width": 32}}, 40), "unet", "cpu", 180)
-    assert not trains_like_profile(old_report({}, 40), "unet", "cpu", 360)  # 40 epochs of 360 photos: 880 steps
-    saved = make_config("unet", "cpu", epochs=40, seed=2, run_name="bench_unet_seed2").to_dict()
-    assert trains_like_profile({"overrides": {"epochs": 40}, "rows": [{"model": "unet", "config": saved}]},
-                               "unet", "cpu", 180)
 
 
 def test_a_speed_report_measured_with_the_default_malloc_is_named_apart(monkeypatch):

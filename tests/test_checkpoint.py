@@ -116,3 +116,24 @@ def test_two_processes_saving_the_same_checkpoint_use_their_own_temporary_files(
     monkeypatch.setattr("os.getpid", lambda: 424242)
     save_checkpoint({"a": 2}, tmp_path / "last.pt")
     assert len(set(temporaries)) == 2 and temporaries[1].endswith("last.pt.424242.tmp")
+
+
+def test_a_reader_of_the_first_format_refuses_todays_checkpoint_instead_of_losing_its_best_row(tmp_path, monkeypatch):
+    """The first labkit read format 1 and looked for the best row under "metrics"; today's
+    checkpoints keep it under "best", so they must not call themselves format 1."""
+    from labkit import checkpoint
+
+    _, path = saved(tmp_path, best={"epoch": 1, "valid_dice": 0.5})
+    monkeypatch.setattr(checkpoint, "FORMAT_VERSION", 1)  # what that reader accepts
+    with pytest.raises(CheckpointError, match="newer labkit"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_of_the_first_layout_still_loads_with_its_best_row(tmp_path):
+    best = EpochRecord(epoch=2, lr=1e-3, train_loss=0.3, valid_dice=0.7, valid_iou=0.6, valid_dice_dataset=0.7,
+                       epoch_seconds=1.0, train_images_per_second=10.0)
+    _, path = saved(tmp_path, metrics=best.to_dict())
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint[FORMAT_KEY] = 1
+    torch.save(checkpoint, path)
+    assert load_trained(path).info.best == best

@@ -21,12 +21,33 @@ def trained(synthetic_root, tmp_path_factory):
     return output / "unet-smoke" / "best.pt"
 
 
-@pytest.mark.parametrize("command", ["download", "synthetic", "train", "evaluate", "predict", "workbook", "bench",
-                                     "cache"])
+def every_command(commands=None, path=()):
+    from labkit.cli import COMMANDS
+
+    for command in COMMANDS if commands is None else commands:
+        yield (*path, command.name)
+        yield from every_command(command.commands, (*path, command.name))
+
+
+@pytest.mark.parametrize("command", list(every_command()), ids=" ".join)
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
+        main([*command, "--help"])
     assert exit_info.value.code == 0 and "usage: labkit" in capsys.readouterr().out
+
+
+def test_every_command_a_user_knows_is_registered():
+    assert set(every_command()) >= {("download",), ("synthetic",), ("train",), ("evaluate",), ("predict",),
+                                     ("workbook",), ("cache",), ("release",), ("grade",), ("bench", "speed"),
+                                     ("bench", "quality"), ("bench", "gpu-check"), ("bench", "rehearsal")}
+
+
+@pytest.mark.parametrize("where", ["before the command", "after the subcommand"])
+def test_debug_may_stand_anywhere_on_the_line(where, tmp_path):
+    flags = ["bench", "rehearsal", "--checkpoint", str(tmp_path / "missing.pt")]
+    line = ["--debug", *flags] if where == "before the command" else [*flags, "--debug"]
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        main(line)
 
 
 def test_train_says_where_everything_was_saved(trained, capsys):

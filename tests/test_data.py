@@ -36,3 +36,14 @@ def test_every_data_name_used_in_the_notebooks_and_modules_is_exported(where, so
 
 def test_the_package_exports_what_it_lists():
     assert [name for name in data.__all__ if not hasattr(data, name)] == []
+
+
+def test_the_data_layer_imports_nothing_from_the_metrics_that_score_its_masks():
+    """Data flows photo -> cache -> batch -> model -> metric: the ignore label is defined where masks
+    are made, and the metrics import it from there."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, labkit.data; print('labkit.metrics' in sys.modules)"],
+                            capture_output=True, text=True, check=True, cwd=REPO)
+    assert loaded.stdout.strip() == "False"

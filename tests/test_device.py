@@ -53,3 +53,91 @@ def test_bf16_autocast_runs_a_convolution_in_bf16_on_a_cpu():
     conv = torch.nn.Conv2d(3, 4, 3)
     with autocast(torch.device("cpu"), "bf16"):
         assert conv(torch.rand(1, 3, 8, 8)).dtype == torch.bfloat16
+
+
+# ---------------------------------------------------------------- set up to run fast on a GPU
+
+
+def test_a_model_placed_on_a_gpu_lets_cudnn_choose_its_fastest_algorithms(monkeypatch):
+    from labkit import device
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    moved = []
+    monkeypatch.setattr(torch.nn.Module, "to", lambda model, **where: moved.append(where) or model)
+    device.place(torch.nn.Conv2d(3, 4, 3), CUDA)  # no GPU here: the move is recorded, not made
+    assert torch.backends.cudnn.benchmark is True
+    assert moved == [{"device": CUDA, "memory_format": torch.channels_last}]
+
+
+def test_a_model_placed_on_a_cpu_stays_contiguous_and_leaves_cudnn_alone(monkeypatch):
+    from labkit import device
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    model = device.place(torch.nn.Conv2d(3, 4, 3), torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False and model.weight.is_contiguous()
+
+
+def test_a_checkpoint_loaded_onto_a_gpu_is_placed_in_its_memory_format(tmp_path, monkeypatch):
+    from labkit import checkpoint
+    from labkit.models import build_model
+
+    path = checkpoint.save_checkpoint(
+        checkpoint.make_checkpoint("unet", {"base_width": 4}, build_model("unet", base_width=4)), tmp_path / "m.pt")
+    placed = []
+    monkeypatch.setattr(checkpoint, "place", lambda model, where: placed.append(where) or model)
+    checkpoint.load_trained(path, "cuda")
+    assert placed == [CUDA]
+
+
+@pytest.mark.parametrize("capability, tf32", [((9, 0), True), ((8, 0), True), ((7, 5), False)])
+def test_fp32_on_an_ampere_or_later_gpu_is_said_to_be_tf32(gpu_with_capability, monkeypatch, capability, tf32):
+    from labkit.device import tf32_in_use
+
+    gpu_with_capability(*capability)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # PyTorch's default
+    assert tf32_in_use(CUDA, "fp32") is tf32
+    assert tf32_in_use(CUDA, "bf16") is False and tf32_in_use(torch.device("cpu"), "fp32") is False
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    assert tf32_in_use(CUDA, "fp32") is False
+
+
+def test_a_speed_row_in_tf32_says_so():
+    from labkit.bench.speed import format_speed
+
+    row = {"model": "unet", "precision": "fp32", "tf32": True, "compiled": False, "train_model_only": 10.0,
+           "train_end_to_end": 9.0, "end_to_end_share": 0.9, "inference": 30.0}
+    assert "fp32 (TF32)" in format_speed(row) and "(TF32)" not in format_speed({**row, "tf32": False})
+
+
+def test_the_memory_format_of_a_model_is_that_of_its_convolutions():
+    from labkit.device import memory_format_of
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 3))
+    assert memory_format_of(model) == torch.contiguous_format
+    assert memory_format_of(model.to(memory_format=torch.channels_last)) == torch.channels_last
+
+
+# ---------------------------------------------------------------- proving that training steps never wait
+
+
+def test_a_sync_free_region_under_the_check_runs_in_error_mode_after_its_warm_up(monkeypatch):
+    from labkit.device import host_syncs_forbidden, sync_free_region
+
+    modes = []
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: modes.append(mode))
+    with host_syncs_forbidden(warm_up=1) as counts:
+        for _ in range(3):
+            with sync_free_region(CUDA):
+                pass
+    assert modes == ["error", 0, "error", 0] and counts["checked"] == 2
+
+
+def test_a_sync_free_region_costs_nothing_outside_the_check_or_off_cuda(monkeypatch):
+    from labkit.device import host_syncs_forbidden, sync_free_region
+
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: pytest.fail("the debug mode was set"))
+    with sync_free_region(CUDA):
+        pass
+    with host_syncs_forbidden(warm_up=0), sync_free_region(torch.device("cpu")):
+        pass

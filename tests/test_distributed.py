@@ -127,3 +127,11 @@ def test_without_torchrun_training_runs_in_one_process(monkeypatch):
     assert (world.distributed, world.world_size, world.is_main) == (False, 1, True)
     counts = torch.arange(4)
     assert world.all_reduce_sum(counts) is counts
+
+
+def test_the_checkpoint_says_the_processes_trained_together(two_process_run):
+    _, run_dir = two_process_run
+    from labkit.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run_dir / "last.pt")["processes"] == {
+        "count": 2, "backend": "gloo", "data_parallel": True, "sync_batch_norm": False}  # gloo has no SyncBatchNorm

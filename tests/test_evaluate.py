@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from labkit import data
-from labkit.evaluate import evaluate, score_tensors
+from labkit.evaluate import evaluate, predict_logits, score_tensors
 from labkit.metrics import dice_from_counts
 
 from fakes import ConstantLogit
@@ -215,3 +215,25 @@ def test_dice_by_upsampling_order_refuses_logits_of_another_number_of_photos(syn
     arrays = data.load_split(synthetic_root, "valid", size=32, progress=False)
     with pytest.raises(ValueError, match="one logit map per photo"):
         dice_by_upsampling_order(torch.zeros(len(arrays) + 1, 1, 32, 32), arrays)
+
+
+class RecordsItsInput(torch.nn.Module):
+    """A one-convolution model that notes whether each input it is given is channels_last."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+        self.channels_last = []
+
+    def forward(self, images):
+        self.channels_last.append(images.is_contiguous(memory_format=torch.channels_last)
+                                  and not images.is_contiguous())
+        return self.conv(images)
+
+
+@pytest.mark.parametrize("memory_format, expected", [(torch.channels_last, True), (torch.contiguous_format, False)])
+def test_a_model_is_given_its_inputs_in_its_own_memory_format(memory_format, expected):
+    """On a GPU models are placed channels_last; their inputs must be too, or every layer converts."""
+    model = RecordsItsInput().to(memory_format=memory_format)
+    predict_logits(model, torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8), tta=True, batch_size=2)
+    assert model.channels_last == [expected] * 4  # two batches, each also mirrored

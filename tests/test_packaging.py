@@ -1,12 +1,16 @@
 """The versions the project states, checked against each other and against what labkit uses."""
 
+import ast
+import importlib.metadata
 import re
+import sys
 import tomllib
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+DEPENDENCIES = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
 def declared(requirement_prefix: str, text_lines: list[str]) -> str:
@@ -14,16 +18,40 @@ def declared(requirement_prefix: str, text_lines: list[str]) -> str:
 
 
 def test_environment_yml_states_the_same_torch_bounds_as_pyproject():
-    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     conda = [line.strip().lstrip("- ").strip('"') for line in (REPO / "environment.yml").read_text().splitlines()]
     for package in ("torch>", "torchvision>"):
-        assert declared(package, dependencies) == declared(package, conda)
+        assert declared(package, DEPENDENCIES) == declared(package, conda)
 
 
 def test_the_torch_floor_has_the_device_generic_grad_scaler_labkit_builds():
     """labkit builds `torch.amp.GradScaler(device_type)`, which torch 2.3 introduced; the floor must
     not promise an older torch. (Run the suite under the floor itself to prove the rest.)"""
-    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    floor = re.search(r"torch>=(\d+)\.(\d+)", " ".join(dependencies))
+    floor = re.search(r"torch>=(\d+)\.(\d+)", " ".join(DEPENDENCIES))
     assert (int(floor[1]), int(floor[2])) >= (2, 3)
     assert not torch.amp.GradScaler("cpu", enabled=False).is_enabled()
+
+
+def test_torch_and_torchvision_are_capped_below_a_minor_release_so_bug_fixes_install():
+    for package in ("torch>", "torchvision>"):
+        cap = re.search(r",<(=?)([\d.]+)", declared(package, DEPENDENCIES))
+        assert cap[1] == "" and cap[2].count(".") == 1, f"{declared(package, DEPENDENCIES)}: cap it as <MAJOR.MINOR"
+
+
+def third_party_imports() -> set[str]:
+    """The top-level names of every module labkit imports that is neither its own nor Python's."""
+    names = set()
+    for path in (REPO / "labkit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"labkit"}
+
+
+def test_every_package_labkit_imports_is_declared_in_pyproject():
+    distributions = importlib.metadata.packages_distributions()
+    stated = {re.split(r"[<>=!~\[; ]", requirement)[0].lower() for requirement in DEPENDENCIES}
+    missing = {name: distributions.get(name) for name in third_party_imports()
+               if not {distribution.lower() for distribution in distributions.get(name, [name])} & stated}
+    assert not missing, f"imported by labkit but not in pyproject's dependencies: {missing}"

@@ -11,6 +11,7 @@ from labkit.config import make_config
 from labkit.data import SyntheticDataWarning
 from labkit.models import build_model
 from labkit.pretrained import imagenet_weights_path, load_pretrained_encoder
+from labkit.resume import config_differences
 
 
 @pytest.fixture
@@ -194,7 +195,7 @@ def test_a_checkpoint_config_with_tuples_matches_its_own_config(synthetic_root, 
     config = make_config("resnet34_unet", "smoke", data_root=str(synthetic_root), output_dir=str(tmp_path),
                          image_size=32, epochs=1, train_limit=8)
     saved = load_checkpoint(train.fit(config, progress=False).best_checkpoint)["config"]
-    assert train.config_differences(saved, config) == []
+    assert config_differences(saved, config) == []
 
 
 def test_resume_on_other_data_is_refused(config, tmp_path):
@@ -313,3 +314,86 @@ def test_resuming_removes_the_out_of_date_interrupted_checkpoint(config):
     assert interrupted.is_file()
     train.fit(config, resume=True, progress=False)
     assert not interrupted.exists()
+
+
+class ProgressBar:
+    """What train_one_epoch uses of a tqdm bar, recording the loss it is shown."""
+
+    disable = False
+
+    def __init__(self):
+        self.shown = []
+
+    def update(self, steps):
+        pass
+
+    def set_postfix(self, loss):
+        self.shown.append(loss)
+
+
+class DeviceTensor(torch.Tensor):
+    """A tensor standing for one on the GPU, whose value the CPU must not wait for."""
+
+    def item(self):
+        raise AssertionError("the progress bar read the loss on the device, making the CPU wait")
+
+
+def test_on_a_gpu_the_progress_bar_shows_the_loss_once_its_copy_has_arrived(monkeypatch):
+    answers = [False, True]  # the copy has not landed at the second refresh, it has at the third
+
+    class Event:
+        def record(self):
+            pass
+
+        def query(self):
+            return answers.pop(0)
+
+    monkeypatch.setattr(train, "pinned_scalar", lambda: torch.zeros(()))  # pinned memory needs a GPU
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    shown, bar = train.RunningLoss(torch.device("cuda")), ProgressBar()
+    for total, seen in ((8.0, 4), (20.0, 8), (36.0, 12)):
+        shown.refresh(bar, torch.tensor(total).as_subclass(DeviceTensor), seen)
+    assert bar.shown == ["2.0000"] and not answers  # 8 / 4, copied at the first refresh
+
+
+def test_on_a_cpu_the_progress_bar_shows_the_running_mean_loss_at_once():
+    shown, bar = train.RunningLoss(torch.device("cpu")), ProgressBar()
+    shown.refresh(bar, torch.tensor(8.0), 4)
+    assert bar.shown == ["2.0000"]
+
+
+def test_an_epochs_steps_and_its_progress_bar_run_in_one_sync_free_region(config, monkeypatch):
+    import contextlib
+
+    inside, seen_inside = [], []
+
+    @contextlib.contextmanager
+    def region(device):
+        inside.append(True)
+        yield
+        inside.pop()
+
+    step = train.training_step
+
+    def recorded_step(*args):
+        seen_inside.append(("step", bool(inside)))
+        return step(*args)
+
+    class RecordingBar(ProgressBar):
+        def set_postfix(self, loss):
+            seen_inside.append(("bar", bool(inside)))
+
+    monkeypatch.setattr(train, "sync_free_region", region)
+    monkeypatch.setattr(train, "training_step", recorded_step)
+    # A schedule long enough for 12 steps: 2 epochs of 96 photos in batches of 8.
+    state = train.build_training_state(config, train.build_training_model(config, torch.device("cpu")), 96)
+    split = train.SplitTensors(torch.randint(0, 256, (24, 3, 32, 32), dtype=torch.uint8),
+                               torch.randint(0, 2, (24, 32, 32), dtype=torch.uint8))
+    train.train_one_epoch(state, split, batch_size=2, bar=RecordingBar())
+    assert seen_inside == [("step", True)] * 10 + [("bar", True)] + [("step", True)] * 2 + [("bar", True)]
+
+
+def test_a_checkpoint_says_how_its_processes_trained(config):
+    result = train.fit(config, progress=False)
+    assert load_checkpoint(result.last_checkpoint)["processes"] == {
+        "count": 1, "backend": None, "data_parallel": False, "sync_batch_norm": False}

@@ -312,3 +312,14 @@ def test_a_headless_kernel_gets_the_first_picture_and_no_widget(monkeypatch):
     [(objects, options)] = shown
     assert options == {"raw": True} and sorted(objects[0]) == ["image/png", "text/plain"]
     assert not plt.get_fignums()
+
+
+def test_plot_history_draws_a_training_historys_epoch_records():
+    from labkit.history import EpochRecord
+
+    records = [EpochRecord(epoch=epoch, lr=1e-3, train_loss=1.0 / epoch, valid_dice=dice, valid_iou=0.5,
+                           valid_dice_dataset=0.5, epoch_seconds=1.0, train_images_per_second=10.0)
+               for epoch, dice in enumerate([0.4, 0.6, 0.5], start=1)]
+    figure = viz.plot_history({"unet": records})
+    loss, dice = (ax.get_lines()[0] for ax in figure.axes)
+    assert list(loss.get_ydata()) == [1.0, 0.5, 1 / 3] and list(dice.get_ydata()) == [0.4, 0.6, 0.5]

@@ -148,7 +148,7 @@ def remove_stale_copies(folder: Path, prefix: str, keep: set[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
-# ---------------------------------------------------------------- `python -m labkit cache`
+# ---------------------------------------------------------------- what `python -m labkit cache` shows
 
 
 def cache_files(folder: str | Path | None = None) -> list[Path]:
@@ -182,21 +182,11 @@ def format_size(size: int) -> str:
     return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
-def add_cache_parser(commands) -> None:
-    parser = commands.add_parser("cache", help="list the decoded-image caches and their size; --clear deletes them")
-    parser.add_argument("--clear", action="store_true", help="delete every cache (rebuilt on next use)")
-
-
-def run_cache(args) -> None:
-    folder = paths.cache_dir()
-    if args.clear:
-        removed, freed = clear_cache(folder)
-        print(f"removed {removed} cache files ({format_size(freed)}) from {folder}")
-        return
-    entries = {}  # one entry per cached split: its three .npy files together
+def cache_sizes(folder: str | Path | None = None) -> dict[str, int]:
+    """Bytes on disk of each cached split in `folder` (its three .npy files together), by name;
+    an interrupted write counts under its own name."""
+    sizes = {}
     for path in cache_files(folder):
         name = path.name.rsplit(".", 2)[0] if path.name.endswith(".npy") else path.name  # drop .images.npy
-        entries[name] = entries.get(name, 0) + path.stat().st_size
-    for name, size in entries.items():
-        print(f"{format_size(size):>10}  {name}")
-    print(f"{format_size(sum(entries.values()))} in {len(entries)} caches in {folder}")
+        sizes[name] = sizes.get(name, 0) + path.stat().st_size
+    return sizes

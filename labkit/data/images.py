@@ -7,8 +7,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from labkit.data.roots import FIX_HINT
-from labkit.metrics import IGNORE_INDEX  # one definition, shared with the losses and metrics
 
+# The label of a pixel that counts nowhere (the trimap border, when it is ignored). Defined here, where
+# masks are made; labkit.metrics and labkit.losses import it.
+IGNORE_INDEX = 255
 DEFAULT_SIZE = 256  # side of the square photos and trimaps are resized to unless told otherwise
 BORDER_MODES = ("pet", "background", "ignore")
 

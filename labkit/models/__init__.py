@@ -1,5 +1,6 @@
 """The lab's two segmentation models, built by name so configs and checkpoints can store a string."""
 
+import torch
 from torch import nn
 
 from labkit.models.resnet34_unet import ResNet34UNet
@@ -15,9 +16,28 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
+def check_same_weights(model: nn.Module, name: str, model_kwargs: dict) -> None:
+    """Refuse a model built elsewhere (a student's UNet) unless it holds exactly the weights of
+    `build_model(name, **model_kwargs)`, so that its checkpoint loads into labkit's own class.
+
+    Raises:
+        ValueError: one line naming the first weight that is missing, extra or of another shape.
+    """
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        expected = {key: tuple(tensor.shape) for key, tensor in build_model(name, **model_kwargs).state_dict().items()}
+    given = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+    for key in expected.keys() | given.keys():
+        if expected.get(key) != given.get(key):
+            problem = ("is missing" if key not in given else "is not in it" if key not in expected
+                       else f"has shape {given[key]}, expected {expected[key]}")
+            raise ValueError(f"the model given to fit does not match config.model {name!r} with model_kwargs "
+                             f"{model_kwargs}: weight {key!r} {problem}; build the model with the same arguments, "
+                             "or name the model it is in the config")
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of weights in `model` (only those with requires_grad when `trainable_only`)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MODELS", "ResNet34UNet", "UNet", "build_model", "count_parameters"]
+__all__ = ["MODELS", "ResNet34UNet", "UNet", "build_model", "check_same_weights", "count_parameters"]

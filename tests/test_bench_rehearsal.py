@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from labkit import rehearsal
+from labkit.bench import rehearsal
 from labkit.cli import main
 from labkit.data import read_split
 
@@ -39,8 +39,8 @@ def test_a_child_peak_is_its_own_not_its_parents():
     hoard = np.ones(300_000_000 // 8)  # the parent touches 300 MB
     parent, source = rehearsal.peak_rss()
     child = rehearsal.in_child(rehearsal.bare_child)
-    assert source == child["peak_rss_source"] == "VmHWM"
-    assert child["peak_rss_bytes"] < parent - hoard.nbytes // 2
+    assert source == child.peak_rss_source == "VmHWM"
+    assert child.peak_rss_bytes < parent - hoard.nbytes // 2
 
 
 def test_a_missing_checkpoint_is_refused_before_anything_is_measured(synthetic_root, tmp_path, monkeypatch, capsys):

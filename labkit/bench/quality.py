@@ -1,0 +1,115 @@
+"""`python -m labkit bench quality`: train with a profile (plus `--set` overrides, once per seed),
+then score valid and test (mean per-image Dice at the training size and at original resolution,
+with and without flip TTA) and the wall time. Settings are chosen on valid, never on test.
+"""
+
+import json
+import statistics
+import time
+
+from labkit.bench.reports import machine, safe_file_name, save_report
+from labkit.config import TrainConfig, make_config, resolve_profile
+from labkit.device import resolve_device
+from labkit.models import MODELS
+
+MODEL_NAMES = tuple(MODELS)
+
+
+def parse_settings(settings: list[str]) -> dict:
+    """`["lr=0.001", "border=ignore"]` -> `{"lr": 0.001, "border": "ignore"}`: JSON values, else text."""
+    overrides = {}
+    for setting in settings:
+        field, equals, value = setting.partition("=")
+        if not equals or not field:
+            raise ValueError(f"--set takes FIELD=VALUE, got {setting!r}")
+        try:
+            overrides[field] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[field] = value
+    return overrides
+
+
+def quality_of(config: TrainConfig, data_root: str | None, device: str) -> dict:
+    """Train one configuration, then score its best checkpoint on valid and test."""
+    from labkit.evaluate import evaluate
+    from labkit.train import fit
+
+    started = time.perf_counter()
+    result = fit(config)
+    if result.interrupted:  # fit saved what it had; a half-trained model must not become a row
+        raise KeyboardInterrupt
+    row = {"model": config.model, "seed": config.seed, "profile": config.profile, "epochs": len(result.history),
+           "train_steps": config.train_steps, "train_seconds": time.perf_counter() - started,
+           "best_epoch": result.best.epoch}
+    for split in ("valid", "test"):
+        for tta in (False, True):
+            scores = evaluate(result.best_checkpoint, split=split, root=data_root, tta=tta, device=device)
+            suffix = "_tta" if tta else ""
+            row[f"{split}_dice{suffix}"] = scores.metrics["resized"]["dice"]
+            row[f"{split}_dice_original{suffix}"] = scores.metrics["original"]["dice"]
+    row["config"] = config.to_dict()  # the whole recipe: profiles change, the report must not
+    return row
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean and standard deviation over seeds of every score, per model: settings are chosen on
+    the valid means, and the spread says how much of a difference is only the seed."""
+    summary = {}
+    for model in dict.fromkeys(row["model"] for row in rows):
+        own = [row for row in rows if row["model"] == model]
+        summary[model] = {"seeds": len(own)}
+        for key in own[0]:
+            if key.endswith(("_dice", "_tta", "_original", "_seconds")):
+                values = [row[key] for row in own]
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                summary[model][key] = {"mean": statistics.mean(values), "std": spread}
+    return summary
+
+
+def quality_report_name(profile: str, models: list[str], seeds: list[int], overrides: dict) -> str:
+    """`quality_<profile>[_<model>][_seeds-0-1-2][_<field>-<value>...]`: runs that differ in what they
+    trained, on what seeds or with which settings never overwrite each other's report."""
+    parts = [f"quality_{profile}"]
+    if set(models) != set(MODEL_NAMES):
+        parts += models
+    if seeds != [0]:
+        parts.append("seeds-" + "-".join(str(seed) for seed in seeds))
+    for key, value in sorted(overrides.items()):
+        if isinstance(value, dict):  # model_kwargs={"base_width": 32} -> model_kwargs-base_width-32
+            value = "_".join(f"{inner}-{inner_value}" for inner, inner_value in sorted(value.items()))
+        parts.append(f"{key}-{value}")
+    return safe_file_name("_".join(parts))
+
+
+def run_quality(*, data_root: str | None, profile: str, models: list[str], epochs: int | None,
+                settings: list[str], seeds: list[int], device: str) -> None:
+    """Train and score every model on every seed. The report is rewritten after each run, so a
+    benchmark stopped by a time limit or Ctrl-C keeps the runs it finished (`runs_finished` of
+    `runs_planned`).
+
+    Args:
+        settings: TrainConfig overrides as FIELD=VALUE (see `parse_settings`).
+        epochs: replaces the profile's budget.
+    """
+    overrides = parse_settings(settings)
+    if epochs:
+        overrides["epochs"] = epochs
+    profile = resolve_profile(profile)
+    measured_on = resolve_device(device)
+    name = quality_report_name(profile, models, seeds, overrides)
+    planned = len(models) * len(seeds)
+    rows = []
+    for model_name in models:
+        for seed in seeds:
+            run_name = f"bench_{model_name}" + (f"_seed{seed}" if len(seeds) > 1 else "")
+            config = make_config(model_name, profile, data_root=data_root, device=device, seed=seed,
+                                 run_name=run_name, **overrides)
+            rows.append(quality_of(config, data_root, device))
+            print(json.dumps(rows[-1], indent=1))
+            save_report(name, {"machine": machine(measured_on), "data_root": data_root, "overrides": overrides,
+                               "seeds": seeds, "runs_finished": len(rows), "runs_planned": planned,
+                               "summary": summarize(rows), "rows": rows}, measured_on)
+    for model, scores in summarize(rows).items():
+        print(f"{model:14} over {scores['seeds']} seed(s): valid Dice {scores['valid_dice']['mean']:.4f} "
+              f"+- {scores['valid_dice']['std']:.4f}, test Dice {scores['test_dice']['mean']:.4f} "
+              f"+- {scores['test_dice']['std']:.4f}, {scores['train_seconds']['mean']:.0f} s of training")

@@ -1,0 +1,45 @@
+"""Where the bench writes what it measured, named by every setting that changes the numbers, and
+labelled with the machine it was measured on."""
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+
+import torch
+
+from labkit import allocator, paths
+
+
+def machine(device: torch.device) -> dict:
+    """The device that was measured, in words, with the torch version, the date and how malloc was set up."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{device.type}: " + (platform.processor() or platform.machine()) + f", {torch.get_num_threads()} threads"
+    return {"device": name, "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            "malloc": allocator.description()}
+
+
+def save_report(name: str, report: dict, device: torch.device) -> None:
+    """reports/bench/<name>_on_<device type>.json, labelled by the device that was measured; the
+    name carries the settings, so runs don't overwrite each other. Written atomically, so a run
+    stopped mid-write keeps the previous report."""
+    folder = paths.reports_dir() / "bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}_on_{device.type}.json"
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(report, indent=2))
+    os.replace(temporary, path)
+    print(f"written: {path}", flush=True)
+
+
+def marked_for_malloc(name: str) -> str:
+    """A timing report's name, marked `_default-malloc` when this process could have run with
+    `labkit.allocator`'s settings (Linux with glibc) but did not, so the two measurements never
+    overwrite each other."""
+    return f"{name}_default-malloc" if allocator.supported() and not allocator.in_effect() else name
+
+
+def safe_file_name(name: str) -> str:
+    return "".join(character if character.isalnum() or character in "._-" else "_" for character in name)
