@@ -161,7 +161,8 @@ def grade_class(*, submissions: str, masters: str | None, output: str | None, jo
     from labkit.course import grade
     from labkit.course.masters import default_masters
 
-    results = grade.grade_class(submissions, masters or default_masters(), output, jobs, regrade, timeout, checks_only)
+    results = grade.grade_class(submissions, masters or default_masters(), output=output, jobs=jobs, regrade=regrade,
+                                timeout=timeout, checks_only=checks_only)
     if len(results) == 1:
         print(grade.format_result(results[0]))
     print(f"gradebook: {Path(output or Path(submissions) / grade.OUTPUT_FOLDER) / 'gradebook.csv'}")

@@ -460,7 +460,7 @@ def prepared_data(work: Path) -> Path:
     return root
 
 
-def grade_class(folder: str | Path, masters: str | Path, output: str | Path | None = None, jobs: int | None = None,
+def grade_class(folder: str | Path, masters: str | Path, *, output: str | Path | None = None, jobs: int | None = None,
                 regrade: bool = False, timeout: float = 600, checks_only: bool = False,
                 report=print) -> list[StudentResult]:
     """Grade every student of `folder` (or the one student it is); returns their results in order.
