@@ -215,3 +215,18 @@ def test_dice_by_upsampling_order_refuses_logits_of_another_number_of_photos(syn
     arrays = data.load_split(synthetic_root, "valid", size=32, progress=False)
     with pytest.raises(ValueError, match="one logit map per photo"):
         dice_by_upsampling_order(torch.zeros(len(arrays) + 1, 1, 32, 32), arrays)
+
+
+def test_the_logits_orders_counts_pool_to_the_dataset_dice_evaluate_reports_at_original_size(synthetic_root):
+    from labkit.evaluate import counts_by_upsampling_order
+    from labkit.metrics import dice_from_counts
+    from labkit.models import build_model
+
+    torch.manual_seed(0)
+    result = evaluate(build_model("unet", base_width=4), split="valid", root=synthetic_root, image_size=32,
+                      progress=False, keep_logits=True)
+    arrays = data.load_split(synthetic_root, "valid", size=32, progress=False)
+    counts = counts_by_upsampling_order(result.logits, arrays)["logits"]
+    pooled = dice_from_counts(counts["tp"].sum(), counts["fp"].sum(), counts["fn"].sum()).item()
+    assert pooled == pytest.approx(result.metrics["original"]["dice_dataset"])
+    assert [len(values) for values in counts.values()] == [len(arrays)] * 4
