@@ -5,6 +5,7 @@ measured and say the outcome, so the stored output carries the verdict and the p
 a number that the next run would contradict.
 """
 
+import math
 import statistics
 from dataclasses import asdict, dataclass
 
@@ -171,3 +172,25 @@ def describe_gap_change(change: PairedDifference) -> str:
     side = "worse" if change.mean > 0 else "better"
     return (f"{numbers}: clearly, so the model does {side} on the high-resolution photos, whose pixels weigh "
             f"most in the pooled score at original size.")
+
+
+def describe_seed_difference(reference: dict[str, float], variant: dict[str, float], runs: int) -> str:
+    """A variant's mean valid Dice over seeds against its reference recipe's, by the lab's rule.
+
+    The difference of the two means is clear when it exceeds CLEAR_AT standard errors,
+    sqrt((sd_reference² + sd_variant²) / runs): separate runs, so unpaired. With three seeds
+    the standard deviations are rough, and the rule is a screen, not a test.
+
+    Args:
+        reference, variant: {"mean": ..., "std": ...} over seeds, as `bench quality` summarises them.
+        runs: seeds per recipe.
+    """
+    if runs < 2:
+        raise ValueError(f"a spread over seeds needs at least two runs per recipe, got {runs}")
+    difference = variant["mean"] - reference["mean"]
+    error = math.sqrt((reference["std"] ** 2 + variant["std"] ** 2) / runs)
+    errors = difference / error if error else math.copysign(math.inf, difference) if difference else 0.0
+    numbers = f"{difference:+.3f} ± {error:.3f} ({errors:+.1f} SE, {runs} seeds each)"
+    if abs(errors) <= CLEAR_AT:
+        return f"{numbers}: within the spread over seeds"
+    return f"{numbers}: clearly {'higher' if difference > 0 else 'lower'}"

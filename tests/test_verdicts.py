@@ -5,7 +5,8 @@ import torch
 
 from labkit.history import EpochRecord
 from labkit.verdicts import (
-    clock_against_count, describe_gap_change, describe_pooled_gap, overfitting, pooled_gap, pooled_gap_change,
+    clock_against_count, describe_gap_change, describe_pooled_gap, describe_seed_difference, overfitting, pooled_gap,
+    pooled_gap_change,
 )
 
 
@@ -124,3 +125,20 @@ def test_the_gap_change_needs_the_same_photos_and_two_of_them():
         pooled_gap_change(counts([(1, 0, 0)] * 3), counts([(1, 0, 0)] * 4))
     with pytest.raises(ValueError, match="at least two photos"):
         pooled_gap(counts([(1, 0, 0)]))
+
+
+def test_a_variant_beyond_twice_the_spread_over_seeds_is_clearly_higher():
+    # 0.821 +- 0.004 against 0.809 +- 0.004 over 3 seeds: SE sqrt(2 x 0.004^2 / 3) = 0.0033, 3.7 SE
+    sentence = describe_seed_difference({"mean": 0.809, "std": 0.004}, {"mean": 0.821, "std": 0.004}, 3)
+    assert sentence == "+0.012 ± 0.003 (+3.7 SE, 3 seeds each): clearly higher"
+
+
+def test_a_higher_mean_with_a_wide_spread_over_seeds_is_not_a_finding():
+    # The UNet at 120 epochs: a higher mean (+0.014), but one seed alone moves it by 0.023.
+    sentence = describe_seed_difference({"mean": 0.831, "std": 0.003}, {"mean": 0.845, "std": 0.023}, 3)
+    assert sentence.endswith("within the spread over seeds")
+
+
+def test_a_spread_over_one_seed_is_refused():
+    with pytest.raises(ValueError, match="two runs"):
+        describe_seed_difference({"mean": 0.8, "std": 0.0}, {"mean": 0.9, "std": 0.0}, 1)
