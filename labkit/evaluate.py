@@ -200,9 +200,11 @@ def mask_at_size(logits: torch.Tensor, size: tuple[int, int], order: str = "logi
     return F.interpolate(mask, size=tuple(size), mode="nearest")[0, 0] > 0.5
 
 
-def dice_by_upsampling_order(logits: torch.Tensor, arrays: data.SplitArrays,
-                             border: str = "pet") -> dict[str, list[float]]:
-    """Per-photo Dice at each photo's original size, once for each order of `mask_at_size`.
+def counts_by_upsampling_order(logits: torch.Tensor, arrays: data.SplitArrays,
+                               border: str = "pet") -> dict[str, dict[str, torch.Tensor]]:
+    """Per-photo pixel counts at each photo's original size, once for each order of `mask_at_size`.
+
+    The "logits" order counts exactly what `evaluate` scores at original size.
 
     Args:
         logits: (N, 1, h, w) at the network's size, one per photo of `arrays` in its order (e.g.
@@ -211,19 +213,32 @@ def dice_by_upsampling_order(logits: torch.Tensor, arrays: data.SplitArrays,
         border: how the trimap border counts in the original-size truth, as in training.
 
     Returns:
-        {"logits": [Dice of each photo], "mask": [...]}, photos in the split's order.
+        {"logits": {"tp": (N,), "fp": (N,), "fn": (N,), "tn": (N,)}, "mask": {...}}, photos in the
+        split's order.
     """
     if len(logits) != len(arrays):
         raise ValueError(f"need one logit map per photo: got {len(logits)} for {len(arrays)} photos")
-    scores = {order: [] for order in UPSAMPLING_ORDERS}
+    counts = {order: [] for order in UPSAMPLING_ORDERS}
     for batch in batches(len(arrays), 32):  # a batch of trimaps decoded at a time
         indices = range(batch.start, batch.stop)
         for logit, truth, index in zip(logits[batch], original_masks(arrays, indices, border), indices):
-            for order in UPSAMPLING_ORDERS:
+            for order, photos in counts.items():
                 predicted = mask_at_size(logit, arrays.original_sizes[index], order)
-                counts = confusion_per_image(predicted[None], truth[None])
-                scores[order].append(dice_from_counts(counts["tp"], counts["fp"], counts["fn"]).item())
-    return scores
+                photos.append(confusion_per_image(predicted[None], truth[None]))
+    return {order: {key: torch.cat([photo[key].cpu() for photo in photos]) for key in photos[0]}
+            for order, photos in counts.items()}
+
+
+def dice_by_upsampling_order(logits: torch.Tensor, arrays: data.SplitArrays,
+                             border: str = "pet") -> dict[str, list[float]]:
+    """Per-photo Dice at each photo's original size, once for each order of `mask_at_size`
+    (arguments as `counts_by_upsampling_order`).
+
+    Returns:
+        {"logits": [Dice of each photo], "mask": [...]}, photos in the split's order.
+    """
+    return {order: dice_from_counts(counts["tp"], counts["fp"], counts["fn"]).tolist()
+            for order, counts in counts_by_upsampling_order(logits, arrays, border).items()}
 
 
 def rows(columns: dict[str, list[float]]) -> list[dict[str, float]]:

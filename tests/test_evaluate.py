@@ -237,3 +237,18 @@ def test_a_model_is_given_its_inputs_in_its_own_memory_format(memory_format, exp
     model = RecordsItsInput().to(memory_format=memory_format)
     predict_logits(model, torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8), tta=True, batch_size=2)
     assert model.channels_last == [expected] * 4  # two batches, each also mirrored
+
+
+def test_the_logits_orders_counts_pool_to_the_dataset_dice_evaluate_reports_at_original_size(synthetic_root):
+    from labkit.evaluate import counts_by_upsampling_order
+    from labkit.metrics import dice_from_counts
+    from labkit.models import build_model
+
+    torch.manual_seed(0)
+    result = evaluate(build_model("unet", base_width=4), split="valid", root=synthetic_root, image_size=32,
+                      progress=False, keep_logits=True)
+    arrays = data.load_split(synthetic_root, "valid", size=32, progress=False)
+    counts = counts_by_upsampling_order(result.logits, arrays)["logits"]
+    pooled = dice_from_counts(counts["tp"].sum(), counts["fp"].sum(), counts["fn"].sum()).item()
+    assert pooled == pytest.approx(result.metrics["original"]["dice_dataset"])
+    assert [len(values) for values in counts.values()] == [len(arrays)] * 4
