@@ -10,7 +10,6 @@ Inputs are numpy arrays (torch tensors are converted): photos (H, W, 3) uint8, m
 import base64
 import io
 import os
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from labkit import paths
-from labkit.compare import standard_error
 from labkit.data.images import IGNORE_INDEX
 from labkit.history import EpochRecord
 
@@ -335,41 +333,6 @@ def display_name(key: str) -> str:
     return " ".join([metric, *(where.get(word, word) for word in words[1:])])
 
 
-def plot_per_breed(per_image: dict[str, list[dict]], key: str = "dice") -> Figure:
-    """Mean Dice per breed as horizontal bars with their standard error over photos, one bar per
-    model, easiest breeds on top. The axis is zoomed to the bars, so differences of 0.01 show.
-
-    Args:
-        per_image: model key -> per-image rows with keys breed, species and `key`.
-    """
-    scores = {model: defaultdict(list) for model in per_image}
-    for model, rows in per_image.items():
-        for row in rows:
-            scores[model][row["breed"]].append(row[key])
-    species = {row["breed"]: row["species"] for rows in per_image.values() for row in rows}
-    breeds = sorted(species, key=lambda breed: np.mean([np.mean(s[breed]) for s in scores.values() if breed in s]))
-    height = 0.8 / len(scores)
-    # At least 3 inches tall, so that a chart of a few breeds stays readable.
-    fig, ax = plt.subplots(figsize=(8, max(3.0, 1.2 + 0.22 * len(breeds) * len(scores) ** 0.5)), layout="constrained")
-    lows, highs = [], []
-    for index, (model, by_breed) in enumerate(scores.items()):
-        positions = np.arange(len(breeds)) - (index - (len(scores) - 1) / 2) * height  # first model on top
-        means = np.array([np.mean(by_breed[breed]) if breed in by_breed else np.nan for breed in breeds])
-        errors = np.array([standard_error(by_breed[breed]) if breed in by_breed else 0.0 for breed in breeds])
-        lows.append(np.nanmin(means - errors))
-        highs.append(np.nanmax(means + errors))
-        everything = [row[key] for row in per_image[model]]
-        ax.barh(positions, means, height=height, xerr=errors, color=f"C{index}", ecolor="0.2", capsize=3,
-                label=f"{model_label(model)} (all photos {np.mean(everything):.3f} ± {standard_error(everything):.3f})")
-    ax.set_yticks(np.arange(len(breeds)), [f"{breed} ({species[breed]})" for breed in breeds], fontsize=8)
-    ax.set(xlim=zoomed_limits(min(lows), max(highs)), ylim=(-0.6, len(breeds) - 0.4),
-           xlabel=f"{display_name(key)}, mean per breed (± standard error over photos)",
-           title="Which breeds are hardest? (easiest on top; the axis does not start at 0)")
-    ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="outside lower center", ncol=len(scores), frameon=False, fontsize=9)
-    return fig
-
-
 def plot_dice_histogram(per_image: dict[str, list[dict]], key: str = "dice") -> Figure:
     """Overlaid histograms of per-image scores, one per model, means dashed."""
     scores = {model: np.array([row[key] for row in rows], float) for model, rows in per_image.items()}
@@ -428,38 +391,6 @@ def plot_speed_comparison(rows: list[dict], value_keys=("images_per_second",), l
     ax.set(xlabel="images per second (higher is faster)", title="Speed")
     if len(value_keys) > 1:
         fig.legend(loc="outside lower center", ncol=len(value_keys), frameon=False)
-    return fig
-
-
-def plot_score_summary(means: dict[str, dict[str, float]], errors: dict[str, dict[str, float]],
-                       ylabel: str = "Dice (± SE)", title: str = "Scores") -> Figure:
-    """Grouped bars: one group per model, one bar per setting, each with its error bar and its value
-    written above the error bar, on an axis zoomed to the bars (the title says it does not start
-    at 0) so that differences of 0.001 to 0.02 can be seen.
-
-    Args:
-        means: model key -> {setting label: score}.
-        errors: the same keys -> the score's standard error.
-    """
-    models = list(means)
-    settings = list(means[models[0]])
-    width = 0.8 / len(settings)
-    low = min(means[m][s] - errors[m][s] for m in models for s in settings)
-    high = max(means[m][s] + errors[m][s] for m in models for s in settings)
-    bottom, top = zoomed_limits(low, high, margin=0.25)  # room above the highest error bar for its label
-    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
-    for index, setting in enumerate(settings):
-        positions = np.arange(len(models)) + (index - (len(settings) - 1) / 2) * width
-        values = [means[model][setting] for model in models]
-        spreads = [errors[model][setting] for model in models]
-        ax.bar(positions, values, width, yerr=spreads, capsize=3, color=f"C{index}", ecolor="0.2", label=setting)
-        for position, value, spread in zip(positions, values, spreads):
-            ax.annotate(f"{value:.3f}", (position, value + spread), xytext=(0, 3), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(np.arange(len(models)), [model_label(model) for model in models])
-    ax.set(ylim=(bottom, top), ylabel=ylabel, title=f"{title} (the axis does not start at 0)")
-    ax.grid(axis="y", alpha=0.3)
-    fig.legend(loc="outside lower center", ncol=min(4, len(settings)), frameon=False, fontsize=9)
     return fig
 
 

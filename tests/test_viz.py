@@ -49,11 +49,9 @@ PLOTS = {  # name -> (call, number of axes the figure should hold)
     "plot_foreground_fraction": (lambda: viz.plot_foreground_fraction([0.2, 0.5, 0.3], ["cat", "dog", "cat"]), 1),
     "plot_history": (lambda: viz.plot_history({"unet": history([0.5, 0.7]), "resnet": history([0.6, 0.8])}), 2),
     "show_predictions": (lambda: viz.show_predictions(photos(2), square_masks(2), square_masks(2), dice=[1, 1]), 10),
-    "plot_per_breed": (lambda: viz.plot_per_breed(PER_IMAGE), 1),
     "plot_dice_histogram": (lambda: viz.plot_dice_histogram(PER_IMAGE), 1),
     "plot_threshold_sweep": (lambda: viz.plot_threshold_sweep([0.3, 0.5, 0.7], {"unet": [0.8, 0.9, 0.85]}), 1),
     "plot_speed_comparison": (lambda: viz.plot_speed_comparison([{"label": "fp32", "images_per_second": 10.0}]), 1),
-    "plot_score_summary": (lambda: viz.plot_score_summary({"unet": {"a": 0.8, "b": 0.81}}, {"unet": {"a": 0.01, "b": 0.01}}), 1),
     "plot_gradient_norms": (lambda: viz.plot_gradient_norms({"plain": [1.0, 0.1], "residual": [1.0, 0.9]}), 1),
     "plot_lr_range_test": (lambda: viz.plot_lr_range_test([1e-4, 1e-3, 1e-2], [0.9, 0.7, 2.0], chosen=3e-3), 1),
 }
@@ -161,23 +159,6 @@ def test_plot_history_rejects_rows_without_validation_dice():
         viz.plot_history({"unet": [{"epoch": 1, "train_loss": 0.5}]})
 
 
-def test_plot_per_breed_puts_the_easiest_breed_on_top_and_names_its_species():
-    # Bengal: (0.9 + 0.95) / 2 = 0.925 beats pug: (0.7 + 0.85) / 2 = 0.775, so Bengal is drawn higher.
-    figure = viz.plot_per_breed(PER_IMAGE)
-    ticks = {label.get_text(): y for label, y in zip(figure.axes[0].get_yticklabels(), figure.axes[0].get_yticks())}
-    assert ticks["Bengal (cat)"] > ticks["pug (dog)"]
-
-
-def test_plot_per_breed_draws_standard_errors_on_an_axis_zoomed_to_the_bars():
-    figure = viz.plot_per_breed(PER_IMAGE)
-    ax = figure.axes[0]
-    low, high = ax.get_xlim()
-    assert 0 < low < 0.6 and high <= 1  # the lowest bar minus its error bar (0.7 - 0.1) is inside the view
-    assert any(isinstance(c, matplotlib.container.ErrorbarContainer) for c in ax.containers)  # pug's two photos
-    legend = [text.get_text() for text in figure.legends[0].get_texts()]
-    assert legend[0].startswith("UNet (all photos 0.767 ± ")
-
-
 def test_plot_history_can_count_steps_instead_of_epochs():
     rows = [{"step": step, "train_loss": 1.0 / step, "valid_dice": 0.1 * step} for step in (1, 2, 3)]
     figure = viz.plot_history({"unet": rows}, unit="step", dice_label="Dice on the same photos")
@@ -191,13 +172,6 @@ def test_plot_speed_comparison_labels_small_speeds_with_their_decimals():
     texts = sorted(text.get_text() for text in figure.axes[0].texts)
     assert texts == ["0.914", "4.7"]
     assert [label.get_text() for label in figure.axes[0].get_yticklabels()] == ["UNet", "ResNet34-UNet"]
-
-
-def test_plot_score_summary_zooms_to_small_differences_with_error_bars():
-    figure = viz.plot_score_summary({"unet": {"plain": 0.830, "flip TTA": 0.832}},
-                                    {"unet": {"plain": 0.004, "flip TTA": 0.004}})
-    low, high = figure.axes[0].get_ylim()
-    assert 0.8 < low < 0.826 and 0.836 < high < 0.86
 
 
 def test_plot_dice_histogram_reports_each_models_mean():
@@ -271,18 +245,6 @@ def test_plot_history_reads_the_dice_under_the_key_it_is_given():
 def test_scores_at_original_resolution_are_labelled_in_words():
     assert viz.display_name("dice_original") == "Dice at original resolution"
     assert viz.display_name("dice") == "Dice" and viz.display_name("iou_original") == "IoU at original resolution"
-    figure = viz.plot_per_breed(PER_IMAGE, key="dice")
-    assert figure.get_figheight() >= 3  # a chart of two breeds stays readable
-
-
-def test_plot_score_summary_writes_each_value_above_its_error_bar():
-    figure = viz.plot_score_summary({"unet": {"plain": 0.830, "flip TTA": 0.832}},
-                                    {"unet": {"plain": 0.004, "flip TTA": 0.004}}, ylabel="test Dice (± SE)")
-    ax = figure.axes[0]
-    labels = {text.get_text(): text.xy[1] for text in ax.texts}
-    assert labels == {"0.830": pytest.approx(0.834), "0.832": pytest.approx(0.836)}  # value + standard error
-    assert ax.get_ylim()[1] > 0.836 and ax.get_ylabel() == "test Dice (± SE)"
-    assert "does not start at 0" in ax.get_title()
 
 
 def test_results_table_writes_whole_numbers_with_thousands_separators_right_aligned():
