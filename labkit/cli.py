@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from labkit import allocator, paths
-from labkit.bench import gpu_check, quality, rehearsal, speed
+from labkit.bench import gpu_check, library, quality, rehearsal, speed
 from labkit.checkpoint import CheckpointError
 from labkit.config import PROFILES
 from labkit.data import BORDER_MODES, SPLITS
@@ -232,6 +232,15 @@ BENCH = (
         option("--precisions", nargs="+", default=None, choices=PRECISIONS,
                help="fp32 bf16 fp16 auto (default: fp32, plus auto on CUDA)"),
         option("--compile", dest="compiled", action="store_true", help="also measure torch.compile"),
+        DEVICE,
+    )),
+    Command("library", "labkit's ResNet34-UNet beside segmentation_models_pytorch's, timed in turn",
+            library.run_library, (
+        option("--profile", default="auto", help="decoder widths from this profile (gpu = full size)"),
+        option("--image-size", type=int, default=256),
+        option("--batch-size", type=int, default=8),
+        option("--steps", type=int, default=3, help="timed steps per round"),
+        option("--rounds", type=int, default=5, help="rounds, each timing both models; the median is reported"),
         DEVICE,
     )),
     Command("quality", "train both models, report valid/test Dice and time", quality.run_quality, (

@@ -7,6 +7,8 @@ figures and `reports/results.json` the notebooks write land under `reports/`.
 import json
 import os
 import platform
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -121,6 +123,8 @@ class LiveCurves:
 
         last = history[-1]
         final = self.epochs is not None and last.epoch >= self.epochs
+        to_terminal(f"{self.name} epoch {last.epoch}" + (f"/{self.epochs}" if self.epochs else "")
+                    + f": loss {last.train_loss:.4f}, valid Dice {last.valid_dice:.4f} ({last.epoch_seconds:.1f} s)")
         if self.handle is None or not (final or self.time_share.allows()):
             return
         with self.time_share.spending():
@@ -133,6 +137,15 @@ class LiveCurves:
         does not keep the same curves twice."""
         if self.handle is not None:
             self.handle.update({}, raw=True)
+
+
+def to_terminal(line: str) -> None:
+    """In a headless kernel (`make lab`), one line for the terminal that runs it: the kernel's own
+    stderr, not the notebook's output. Elsewhere nothing (a person watches the live curves)."""
+    from labkit.viz import headless
+
+    if headless() and sys.__stderr__ is not None:
+        print(f"    {line}", file=sys.__stderr__, flush=True)
 
 
 def live_curves(name: str, epochs: int | None = None) -> LiveCurves:
@@ -197,24 +210,60 @@ def kernel_environment(profile: str) -> dict[str, str]:
     return allocator.environment_for_children(environment)
 
 
-def execute_notebook(source: Path, target: Path, timeout: int, environment: dict[str, str] | None = None) -> None:
+class CellProgress:
+    """A progress bar over one notebook's code cells that names the running cell and keeps its
+    clock moving while a long cell runs (nbclient calls `start` before each cell)."""
+
+    def __init__(self, notebook: nbformat.NotebookNode, name: str, refresh_seconds: float = 2.0) -> None:
+        self.code_cells = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+        self.bar = tqdm(total=len(self.code_cells), desc=name.removesuffix(".ipynb"), unit="cell",
+                        bar_format="{desc}: {n_fmt}/{total_fmt} cells [{elapsed}] {postfix}")
+        self.stopped = threading.Event()
+        self.ticker = threading.Thread(target=self.tick, args=(refresh_seconds,), daemon=True)
+        self.ticker.start()
+
+    def tick(self, seconds: float) -> None:
+        while not self.stopped.wait(seconds):
+            self.bar.refresh()
+
+    def start(self, cell: nbformat.NotebookNode, cell_index: int, **_) -> None:
+        if cell.cell_type != "code":
+            return
+        self.bar.n = self.code_cells.index(cell_index)
+        first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+        self.bar.set_postfix_str(f"cell {cell_index}: {first[:60]}")
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.bar.n = self.bar.total
+        self.bar.set_postfix_str("done")
+        self.bar.close()
+
+
+def execute_notebook(source: Path, target: Path, timeout: int, environment: dict[str, str] | None = None,
+                     show_progress: bool = False) -> None:
     """Run one notebook in a fresh kernel with `notebooks/` as its working folder; the executed copy
     is written even when a cell fails, so the error can be read in context.
 
     Args:
         environment: the kernel's environment (default: this process's).
+        show_progress: a bar naming the running cell (see `CellProgress`).
     """
     notebook = nbformat.read(source, as_version=4)
+    progress = CellProgress(notebook, source.name) if show_progress else None
     # nbclient's default transport (TCP on 127.0.0.1), as nbval uses: with local "ipc" sockets the
     # client once waited forever on an idle kernel here. The connection is signed with the
     # connection file's key; the kernel's log warning that it is not encrypted is left out.
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(source.parent)}}, extra_arguments=QUIET_KERNEL)
+                            resources={"metadata": {"path": str(source.parent)}}, extra_arguments=QUIET_KERNEL,
+                            on_cell_start=progress.start if progress else None)
     try:
         client.execute(env=dict(os.environ) if environment is None else environment)
     except CellExecutionError as error:
         raise RuntimeError(f"{source.name} failed; read the executed copy at {target}\n{error}") from None
     finally:
+        if progress:
+            progress.close()
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, target)
 
@@ -233,12 +282,12 @@ def run_notebooks(profile: str = "auto", timeout: int = 3600, in_place: bool = F
         print(f"No real dataset in {data.default_root()}: the workbook runs on the synthetic set at {root}.\n"
               "For the real photos run `python -m labkit download` (~800 MB), then `make lab` again.")
     output = paths.project_dir() / "notebooks" if in_place else paths.reports_dir() / "notebooks"
-    executed = []
-    for source in (bar := tqdm(notebook_paths(), desc="notebooks", unit="notebook")):
-        bar.set_postfix_str(source.name)
+    executed, notebooks = [], notebook_paths()
+    for number, source in enumerate(notebooks, start=1):
+        print(f"[{number}/{len(notebooks)}] {source.name}", flush=True)
         started = time.perf_counter()
-        execute_notebook(source, output / source.name, timeout, environment)
-        tqdm.write(f"{source.name}: {time.perf_counter() - started:.0f} s")
+        execute_notebook(source, output / source.name, timeout, environment, show_progress=True)
+        print(f"{source.name}: {time.perf_counter() - started:.0f} s", flush=True)
         executed.append(output / source.name)
     print(f"Executed notebooks: {output}\nFigures: {paths.figures_dir()}")
     return executed

@@ -69,12 +69,25 @@ def test_a_model_placed_on_a_gpu_lets_cudnn_choose_its_fastest_algorithms(monkey
     assert moved == [{"device": CUDA, "memory_format": torch.channels_last}]
 
 
-def test_a_model_placed_on_a_cpu_stays_contiguous_and_leaves_cudnn_alone(monkeypatch):
+def test_a_model_placed_on_a_cpu_is_channels_last_and_leaves_cudnn_alone(monkeypatch):
+    """oneDNN ran the lab's models faster channels_last on the CPU (docs/benchmarks.md)."""
     from labkit import device
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     model = device.place(torch.nn.Conv2d(3, 4, 3), torch.device("cpu"))
-    assert torch.backends.cudnn.benchmark is False and model.weight.is_contiguous()
+    assert torch.backends.cudnn.benchmark is False
+    assert device.memory_format_of(model) == torch.channels_last
+
+
+def test_batches_on_the_cpu_come_in_the_models_memory_format():
+    import numpy as np
+
+    from labkit import data
+    from labkit.data.cache import SplitArrays
+
+    arrays = SplitArrays(np.zeros((2, 8, 8, 3), np.uint8), np.full((2, 8, 8), 2, np.uint8), [], [(8, 8)] * 2, "x")
+    images, _ = data.to_tensors(arrays, device="cpu")
+    assert images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
 
 
 def test_a_checkpoint_loaded_onto_a_gpu_is_placed_in_its_memory_format(tmp_path, monkeypatch):

@@ -167,3 +167,27 @@ def test_the_run_says_how_long_the_notebook_took(synthetic_root, monkeypatch):
     run = workbook.setup_notebook("smoke", synthetic_root)
     assert run.elapsed().startswith("Time since the run record: 2.5 minutes (smoke profile, cpu,")
     assert "started" not in repr(run)
+
+
+def test_the_terminal_is_shown_the_running_cell_and_a_headless_kernels_training_lines(tmp_path, capfd):
+    """`make lab` names the cell that runs, and training epochs reach the terminal, not the notebook."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    source = tmp_path / "01_demo.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("import time\ntime.sleep(2.5)"),
+                                       new_code_cell("from labkit import workbook\nworkbook.to_terminal('unet epoch 3/40')")]),
+                   source)
+    environment = {**os.environ, "LABKIT_HEADLESS": "1"}
+    workbook.execute_notebook(source, tmp_path / "out.ipynb", timeout=120, environment=environment, show_progress=True)
+    terminal = capfd.readouterr().err
+    assert "cell 0: import time" in terminal and "cell 1: from labkit import workbook" in terminal
+    assert "unet epoch 3/40" in terminal
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert not executed.cells[1].outputs  # nothing of it in the notebook
+
+
+def test_to_terminal_says_nothing_where_a_person_watches(monkeypatch, capfd):
+    monkeypatch.delenv("LABKIT_HEADLESS", raising=False)
+    workbook.to_terminal("unet epoch 1/40")
+    assert "epoch" not in capfd.readouterr().err

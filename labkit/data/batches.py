@@ -5,6 +5,7 @@ import functools
 import torch
 
 from labkit.data.cache import SplitArrays
+from labkit.device import memory_format_for
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,12 +38,11 @@ def to_tensors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 3, H, W) uint8 and masks (N, H, W) uint8 on `device`.
 
-    On CUDA the images stay channels_last (the cache's own layout, and what tensor cores want);
-    elsewhere they are made contiguous, since CPU convolutions run about 10x slower channels_last.
+    The images are laid out as models on that device want their inputs (`labkit.device.memory_format_for`):
+    channels_last, the cache's own layout, on CUDA and the CPU.
     """
     device = torch.device(device)
     images = torch.from_numpy(arrays.images).permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
-    if device.type != "cuda":
-        images = images.contiguous()
+    images = images.contiguous(memory_format=memory_format_for(device))
     masks = torch.from_numpy(arrays.masks(border))
     return images.to(device), masks.to(device)

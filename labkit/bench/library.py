@@ -1,0 +1,98 @@
+"""`python -m labkit bench library`: labkit's ResNet34-UNet beside segmentation_models_pytorch's.
+
+The same architecture, built by both: labkit's `ResNet34UNet` and smp's `Unet("resnet34")` with the
+same decoder widths and no pretrained weights (the two differ by smp's segmentation head bias and
+its decoder's nearest-neighbour upsampling, where labkit's is bilinear). Both are timed in one
+process, round after round in turn, so that whatever else the machine does falls on both alike:
+a training step (labkit's loss, AdamW) and an inference pass, images per second, the median over
+rounds. smp is not a dependency of labkit: `pip install segmentation-models-pytorch` first.
+"""
+
+import statistics
+import time
+
+import torch
+
+from labkit.bench.reports import machine, marked_for_malloc, safe_file_name, save_report
+from labkit.config import make_config, resolve_profile
+from labkit.device import memory_format_for, resolve_device
+from labkit.losses import SegmentationLoss
+from labkit.models import ResNet34UNet, count_parameters
+
+LIBRARY_HINT = "pip install segmentation-models-pytorch"
+
+
+def library_unet(widths: tuple[int, ...]) -> torch.nn.Module:
+    """segmentation_models_pytorch's Unet with a ResNet34 encoder, untrained, with these decoder widths."""
+    try:
+        import segmentation_models_pytorch as smp
+    except ImportError:
+        raise ValueError(f"segmentation_models_pytorch is not installed; `{LIBRARY_HINT}` to compare with it") from None
+    return smp.Unet("resnet34", encoder_weights=None, decoder_channels=tuple(widths), classes=1)
+
+
+def timed_step(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, steps: int) -> tuple[float, float]:
+    """Training and inference images per second of `model` on one batch, after one warm-up of each."""
+    optimizer, loss_fn = torch.optim.AdamW(model.parameters(), lr=1e-4), SegmentationLoss()
+
+    def train_step() -> None:
+        loss = loss_fn(model(images), masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def rate(step) -> float:
+        step()  # warm-up: allocations, kernels chosen
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return len(images) * steps / (time.perf_counter() - started)
+
+    model.train()
+    training = rate(train_step)
+    model.eval()
+    with torch.inference_mode():
+        inference = rate(lambda: model(images))
+    return training, inference
+
+
+def compare(*, profile: str, image_size: int, batch_size: int, steps: int, rounds: int, device: str) -> dict:
+    """Both models timed `rounds` times in turn; the medians and labkit's speed as a share of smp's."""
+    device = resolve_device(device)
+    widths = tuple(make_config("resnet34_unet", profile).model_kwargs.get("decoder_widths", (256, 128, 64, 32, 16)))
+    builders = {"labkit ResNet34UNet": lambda: ResNet34UNet(decoder_widths=widths),
+                "smp Unet(resnet34)": lambda: library_unet(widths)}
+    memory_format = memory_format_for(device)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device, memory_format=memory_format)
+    masks = (torch.rand(batch_size, image_size, image_size, generator=generator) > 0.5).to(device=device, dtype=torch.uint8)
+    rows = {name: [] for name in builders}
+    parameters = {}
+    for _ in range(rounds):
+        for name, build in builders.items():
+            torch.manual_seed(0)
+            model = build().to(device, memory_format=memory_format)
+            parameters[name] = count_parameters(model)
+            rows[name].append(dict(zip(("train", "inference"), timed_step(model, images, masks, steps))))
+    medians = {name: {kind: statistics.median(row[kind] for row in runs) for kind in ("train", "inference")}
+               for name, runs in rows.items()}
+    ours, theirs = medians.values()
+    return {"machine": machine(device), "profile": profile, "decoder_widths": widths, "image_size": image_size,
+            "batch_size": batch_size, "steps": steps, "rounds": rounds, "parameters": parameters, "rounds_measured": rows,
+            "median_images_per_second": medians,
+            "labkit_share_of_smp": {kind: ours[kind] / theirs[kind] for kind in ("train", "inference")}}
+
+
+def run_library(*, profile: str, image_size: int, batch_size: int, steps: int, rounds: int, device: str) -> None:
+    """Measure, print one line per model and the ratio, and save the report."""
+    profile = resolve_profile(profile)
+    report = compare(profile=profile, image_size=image_size, batch_size=batch_size, steps=steps, rounds=rounds,
+                     device=device)
+    for name, median in report["median_images_per_second"].items():
+        print(f"{name:20} {report['parameters'][name]:>11,} parameters: train {median['train']:7.1f} img/s, "
+              f"inference {median['inference']:7.1f} img/s (median of {rounds} rounds)")
+    share = report["labkit_share_of_smp"]
+    print(f"labkit / smp: training {share['train']:.2f}x, inference {share['inference']:.2f}x "
+          f"({image_size} px, batch {batch_size}, {report['machine']['device']})")
+    name = safe_file_name(marked_for_malloc(f"library_{profile}_{image_size}px_batch{batch_size}"))
+    save_report(name, report, resolve_device(device))
