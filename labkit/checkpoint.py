@@ -216,6 +216,14 @@ def trained_border(info: CheckpointInfo | None, border: str | None) -> str:
     return default_value("border")
 
 
+def trained_fold(info: CheckpointInfo | None) -> dict:
+    """Which fold of trainval validated the model (`valid_fold`, `folds`): its valid split is that
+    fold, its train split the rest; the default fold for a model without a checkpoint."""
+    config = info.config if info is not None and info.config is not None else None
+    return {"valid_fold": config.valid_fold if config else default_value("valid_fold"),
+            "folds": config.folds if config else default_value("folds")}
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The model behind `torch.compile`, whose state_dict keys carry an `_orig_mod.` prefix."""
     return getattr(model, "_orig_mod", model)

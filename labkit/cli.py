@@ -252,6 +252,8 @@ BENCH = (
                help="override a TrainConfig field, e.g. --set augment_strength=0.5 "
                     "--set model_kwargs='{\"base_width\": 32}' (values are read as JSON, else as text)"),
         option("--seeds", nargs="+", type=int, default=[0], help="train once per seed; rows and a mean per model"),
+        option("--folds", type=int, help="cross-validate: each of this many folds of trainval held out in turn; "
+                                        "valid only, test untouched"),
         DEVICE,
     )),
     Command("gpu-check", "prove the GPU path in minutes: sync-free training, quality, resume, torchrun, speed",

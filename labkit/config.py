@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from labkit.data.splits import FOLDS
 from labkit.device import PRECISIONS
 
 PROFILES: dict[str, dict] = {
@@ -54,8 +55,13 @@ class TrainConfig:
     image_size: int = 256
     border: str = "pet"  # how trimap border pixels count: "pet", "background" or "ignore"
     train_limit: int | None = None  # train on the first N training photos only (smoke runs)
-    # The budget, one of two: whole epochs, or a number of optimiser steps (epochs of the split's
-    # size, the last one cut short), so that a bigger dataset does not multiply the wait.
+    # Which photos validate: fold `valid_fold` of trainval cut into `folds` (labkit.data.splits). The
+    # default, fold 0 of 10, is the valid split; `bench quality --folds K` holds out each in turn.
+    valid_fold: int = 0
+    folds: int = FOLDS
+    # The budget: whole epochs, or a number of optimiser steps (epochs of the split's size, the last
+    # one cut short), or both: the epochs, but no more than the steps, so that a small dataset gets
+    # its epochs and a bigger one does not multiply the wait.
     epochs: int | None = 150
     train_steps: int | None = None
     batch_size: int = 32
@@ -66,6 +72,7 @@ class TrainConfig:
     dice_weight: float = 1.0
     augment_strength: float = 1.0  # 0 turns augmentation off
     pretrained: str | None = None  # None: from scratch; "imagenet" or a path: ResNet34 encoder weights
+    zero_init_residual: bool = False  # residual blocks start as the identity (from scratch only)
     device: str = "auto"
     precision: str = "auto"  # "auto": bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 elsewhere
     compile: bool = False
@@ -155,6 +162,8 @@ NUMERIC_RULES = {
     "dice_weight": (number(0), "a number >= 0"),
     "augment_strength": (number(0), "a number >= 0 (0 turns augmentation off)"),
     "seed": (whole(0), "a whole number >= 0"),
+    "folds": (whole(2), "a whole number >= 2"),
+    "valid_fold": (whole(0), "a whole number >= 0, below folds"),
 }
 
 
@@ -186,9 +195,11 @@ def check_config(config: TrainConfig) -> None:
 
     for name in NUMERIC_RULES:
         check_setting(name, getattr(config, name))
-    if (config.epochs is None) == (config.train_steps is None):
-        raise ValueError(f"give exactly one training budget: epochs (--epochs) or train_steps (--train-steps); "
-                         f"got epochs={config.epochs!r}, train_steps={config.train_steps!r}")
+    if config.valid_fold >= config.folds:
+        raise ValueError(f"valid_fold (--set valid_fold=...) must be below folds={config.folds}, got {config.valid_fold}")
+    if config.epochs is None and config.train_steps is None:
+        raise ValueError("give a training budget: epochs (--epochs), train_steps (--train-steps), or both "
+                         "(epochs, but at most train_steps steps)")
     if config.bce_weight == 0 and config.dice_weight == 0:
         raise ValueError("bce_weight and dice_weight are both 0, which leaves no loss to train on; set one above 0")
     choices = {"model": tuple(MODELS), "border": BORDER_MODES, "precision": PRECISIONS}

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from labkit import data
 from labkit.config import check_setting
-from labkit.checkpoint import ModelSource, model_and_info, trained_border, trained_image_size
+from labkit.checkpoint import ModelSource, model_and_info, trained_border, trained_fold, trained_image_size
 from labkit.device import autocast, memory_format_of, resolve_precision
 from labkit.metrics import SegmentationMeter, confusion_per_image, dice_from_counts, dice_per_image
 
@@ -148,7 +148,8 @@ def evaluate(source: ModelSource, split: str = "test", *, root: str | Path | Non
     if root is None and trained is not None:
         root = trained.data.get("root")  # resolved when it was trained, so any working folder finds it
     root = data.resolve_root(root)
-    arrays = data.load_split(root, split, size=image_size, progress=progress)
+    fold = trained_fold(trained)
+    arrays = data.split_arrays(root, split, size=image_size, progress=progress, **fold)
     images, masks = data.to_tensors(arrays, border=border)
 
     resized, original, kept = SegmentationMeter(), SegmentationMeter(), []
@@ -169,7 +170,7 @@ def evaluate(source: ModelSource, split: str = "test", *, root: str | Path | Non
         per_image.append({"name": sample.name, "breed": sample.breed, "species": sample.species,
                           "height": size[0], "width": size[1], "dice": at_size["dice"], "iou": at_size["iou"],
                           "dice_original": at_original["dice"], "iou_original": at_original["iou"]})
-    info = {"split": split, "root": str(root), "synthetic": data.is_synthetic(root), "image_size": image_size,
+    info = {"split": split, **fold, "root": str(root), "synthetic": data.is_synthetic(root), "image_size": image_size,
             "border": border, "tta": tta, "images": len(arrays), "model": type(model).__name__}
     return EvaluationResult({"resized": resized.compute(), "original": original.compute()}, per_image, info,
                             torch.cat(kept) if keep_logits else None)

@@ -23,9 +23,11 @@ RESUMABLE_DIFFERENCES = {"device", "compile", "output_dir", "data_root", "precis
 def config_differences(saved: dict, config: TrainConfig) -> list[str]:
     """Fields in which `config` differs from a checkpoint's saved configuration, ignoring those
     that do not change the result (device, compile, output folder) and those callers compare
-    resolved (data root, precision)."""
-    current, saved = (json.loads(json.dumps(values)) for values in (config.to_dict(), saved))  # tuples -> lists
-    return sorted(key for key in current if key not in RESUMABLE_DIFFERENCES and saved.get(key) != current[key])
+    resolved (data root, precision). A field the saved configuration predates counts as its default."""
+    defaults = TrainConfig().to_dict()
+    current, saved, defaults = (json.loads(json.dumps(values)) for values in (config.to_dict(), saved, defaults))
+    return sorted(key for key in current
+                  if key not in RESUMABLE_DIFFERENCES and saved.get(key, defaults[key]) != current[key])
 
 
 def check_resumable(last: dict, path: Path, run: TrainingRun) -> None:

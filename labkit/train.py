@@ -37,6 +37,7 @@ from labkit.history import EpochRecord, write_history
 from labkit.losses import SegmentationLoss
 from labkit.metrics import SegmentationMeter
 from labkit.models import build_model, check_same_weights
+from labkit.models.resnet34_unet import zero_residual_branches
 from labkit.pretrained import load_pretrained_encoder
 from labkit.resume import resume_from_last
 from labkit.run_folder import INTERRUPTED, CheckpointWriter, claimed
@@ -55,7 +56,8 @@ def load_training_data(config: TrainConfig, device: torch.device, progress: bool
     root = data.resolve_root(config.data_root)
     splits = {}
     for split in ("train", "valid"):
-        arrays = data.load_split(root, split, size=config.image_size, progress=progress)
+        arrays = data.split_arrays(root, split, size=config.image_size, valid_fold=config.valid_fold,
+                                   folds=config.folds, progress=progress)
         splits[split] = (arrays, SplitTensors(*data.to_tensors(arrays, border=config.border, device=device)))
     train = splits["train"][1]
     if config.train_limit is not None:
@@ -78,6 +80,8 @@ def build_training_model(config: TrainConfig, device: torch.device) -> nn.Module
     model = build_model(config.model, **config.model_kwargs)
     if config.pretrained:
         load_pretrained_encoder(model, config.pretrained)
+    elif config.zero_init_residual:
+        zero_residual_branches(model)
     return place(model, device)
 
 
@@ -87,12 +91,14 @@ def steps_per_epoch(batch_size: int, train_count: int) -> int:
 
 def epoch_plan(config: TrainConfig, train_count: int, world_size: int = 1) -> list[int]:
     """The number of steps in each epoch: `config.epochs` whole epochs, or `config.train_steps`
-    steps as whole epochs and a last, shorter one. Under torchrun a step takes `batch_size` photos
-    on each of the `world_size` processes."""
+    steps as whole epochs and a last, shorter one; with both, `config.epochs` epochs but no more
+    than `config.train_steps` steps (a small dataset gets its epochs, a large one a bounded wait).
+    Under torchrun a step takes `batch_size` photos on each of the `world_size` processes."""
     per_epoch = steps_per_epoch(config.batch_size * world_size, train_count)
-    if config.train_steps is None:
-        return [per_epoch] * config.epochs
-    whole_epochs, rest = divmod(config.train_steps, per_epoch)
+    steps = config.train_steps if config.epochs is None else per_epoch * config.epochs
+    if config.train_steps is not None:
+        steps = min(steps, config.train_steps)
+    whole_epochs, rest = divmod(steps, per_epoch)
     return [per_epoch] * whole_epochs + ([rest] if rest else [])
 
 

@@ -34,9 +34,14 @@ def test_a_budget_of_none_keeps_the_profiles():
     assert make_config("unet", "cpu", epochs=None, train_steps=None).train_steps == make_config("unet", "cpu").train_steps
 
 
-def test_two_budgets_at_once_are_refused_naming_both_flags():
+def test_no_budget_at_all_is_refused_naming_both_flags():
     with pytest.raises(ValueError, match="--epochs.*--train-steps"):
-        make_config("unet", "smoke", epochs=2, train_steps=5)
+        TrainConfig(epochs=None, train_steps=None)
+
+
+def test_both_budgets_at_once_are_epochs_with_a_ceiling_of_steps():
+    config = make_config("unet", "smoke", epochs=2, train_steps=5)
+    assert (config.epochs, config.train_steps) == (2, 5)
 
 
 def test_model_kwargs_overrides_merge_into_the_profiles():

@@ -97,3 +97,32 @@ def test_evenly_spaced_spreads_picks_through_the_list_without_its_ends():
             assert len(picked) == min(total, count) and picked == sorted(set(picked))
     with pytest.raises(ValueError):
         evenly_spaced([1, 2, 3], 0)
+
+
+def test_each_fold_holds_out_its_own_lines_and_trains_on_the_rest(fake_root):
+    trainval = names(read_split(fake_root, "trainval"))  # 23 photos
+    held_out = [names(read_split(fake_root, "valid", valid_fold=fold, folds=5)) for fold in range(5)]
+    assert held_out[2] == [trainval[2], trainval[7], trainval[12], trainval[17], trainval[22]]
+    assert sorted(name for fold in held_out for name in fold) == sorted(trainval)
+    assert names(read_split(fake_root, "train", valid_fold=2, folds=5)) == [name for name in trainval
+                                                                            if name not in held_out[2]]
+
+
+def test_the_default_fold_is_the_valid_split(fake_root):
+    assert names(read_split(fake_root, "valid", valid_fold=0, folds=10)) == names(read_split(fake_root, "valid"))
+
+
+@pytest.mark.parametrize("valid_fold, folds", [(5, 5), (-1, 5), (0, 1)])
+def test_a_fold_that_does_not_exist_is_refused(fake_root, valid_fold, folds):
+    with pytest.raises(ValueError, match="valid_fold must be one of"):
+        read_split(fake_root, "valid", valid_fold=valid_fold, folds=folds)
+
+
+def test_folds_of_the_trainval_cache_are_the_photos_the_split_files_list(fake_root, tmp_path):
+    from labkit.data import split_arrays
+
+    for fold in (0, 3):
+        for split in ("train", "valid"):
+            arrays = split_arrays(fake_root, split, size=32, valid_fold=fold, folds=5, progress=False)
+            assert names(arrays.samples) == names(read_split(fake_root, split, valid_fold=fold, folds=5))
+            assert len(arrays.images) == len(arrays.original_sizes) == len(arrays)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -45,6 +46,12 @@ def test_fit_writes_best_and_last_checkpoints_and_history(config):
 def test_a_step_budget_is_whole_epochs_and_a_last_shorter_one(config):
     config.epochs, config.train_steps = None, 5  # 16 photos in batches of 8: 2 steps an epoch
     assert train.epoch_plan(config, train_count=16) == [2, 2, 1]
+
+
+@pytest.mark.parametrize("train_count, plan", [(16, [2, 2, 2]), (40, [5, 2])])
+def test_epochs_with_a_step_ceiling_stop_at_the_ceiling_on_a_bigger_split(config, train_count, plan):
+    config.epochs, config.train_steps = 3, 7  # batches of 8: 2 steps an epoch on 16 photos, 5 on 40
+    assert train.epoch_plan(config, train_count=train_count) == plan
 
 
 def test_a_step_budget_trains_exactly_that_many_steps(config, monkeypatch):
@@ -397,3 +404,22 @@ def test_a_checkpoint_says_how_its_processes_trained(config):
     result = train.fit(config, progress=False)
     assert load_checkpoint(result.last_checkpoint)["processes"] == {
         "count": 1, "backend": None, "data_parallel": False, "sync_batch_norm": False}
+
+
+def test_a_checkpoint_saved_before_a_field_existed_matches_that_fields_default(config):
+    saved = config.to_dict()
+    from labkit.resume import config_differences
+
+    del saved["valid_fold"], saved["folds"]  # a checkpoint from before validation folds
+    assert config_differences(saved, config) == []
+    assert config_differences(saved, dataclasses.replace(config, valid_fold=3)) == ["valid_fold"]
+
+
+def test_zero_init_residual_starts_every_residual_block_as_the_identity(config):
+    config.model, config.model_kwargs, config.zero_init_residual = "resnet34_unet", {"decoder_widths": (8, 8, 8, 8, 8)}, True
+    model = train.build_training_model(config, torch.device("cpu"))
+    blocks = [module for module in model.modules() if hasattr(module, "bn2") and hasattr(module, "downsample")]
+    assert len(blocks) == 16 and all(bool((block.bn2.weight == 0).all()) for block in blocks)
+    config.zero_init_residual = False
+    assert not any(bool((block.bn2.weight == 0).all()) for block in train.build_training_model(config, torch.device("cpu")).modules()
+                   if hasattr(block, "bn2") and hasattr(block, "downsample"))

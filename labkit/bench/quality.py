@@ -1,6 +1,11 @@
 """`python -m labkit bench quality`: train with a profile (plus `--set` overrides, once per seed),
 then score valid and test (mean per-image Dice at the training size and at original resolution,
 with and without flip TTA) and the wall time. Settings are chosen on valid, never on test.
+
+`--folds K` cross-validates instead: trainval is cut into K folds by line, each held out in turn
+(`labkit.data.splits`), and each run is scored on its held-out fold only, best epoch and last;
+test is not touched. The mean over folds is what a setting is chosen by, and their spread says how
+much of a difference is only which photos validated.
 """
 
 import json
@@ -29,8 +34,9 @@ def parse_settings(settings: list[str]) -> dict:
     return overrides
 
 
-def quality_of(config: TrainConfig, data_root: str | None, device: str) -> dict:
-    """Train one configuration, then score its best checkpoint on valid and test."""
+def quality_of(config: TrainConfig, data_root: str | None, device: str, splits: tuple[str, ...] = ("valid", "test"),
+               tta: tuple[bool, ...] = (False, True)) -> dict:
+    """Train one configuration, then score its best checkpoint on `splits`, without and with TTA."""
     from labkit.evaluate import evaluate
     from labkit.train import fit
 
@@ -40,11 +46,12 @@ def quality_of(config: TrainConfig, data_root: str | None, device: str) -> dict:
         raise KeyboardInterrupt
     row = {"model": config.model, "seed": config.seed, "profile": config.profile, "epochs": len(result.history),
            "train_steps": config.train_steps, "train_seconds": time.perf_counter() - started,
-           "best_epoch": result.best.epoch}
-    for split in ("valid", "test"):
-        for tta in (False, True):
-            scores = evaluate(result.best_checkpoint, split=split, root=data_root, tta=tta, device=device)
-            suffix = "_tta" if tta else ""
+           "best_epoch": result.best.epoch, "valid_fold": config.valid_fold, "folds": config.folds,
+           "last_valid_dice": result.history[-1].valid_dice}
+    for split in splits:
+        for flipped in tta:
+            scores = evaluate(result.best_checkpoint, split=split, root=data_root, tta=flipped, device=device)
+            suffix = "_tta" if flipped else ""
             row[f"{split}_dice{suffix}"] = scores.metrics["resized"]["dice"]
             row[f"{split}_dice_original{suffix}"] = scores.metrics["original"]["dice"]
     row["config"] = config.to_dict()  # the whole recipe: profiles change, the report must not
@@ -66,14 +73,17 @@ def summarize(rows: list[dict]) -> dict:
     return summary
 
 
-def quality_report_name(profile: str, models: list[str], seeds: list[int], overrides: dict) -> str:
-    """`quality_<profile>[_<model>][_seeds-0-1-2][_<field>-<value>...]`: runs that differ in what they
-    trained, on what seeds or with which settings never overwrite each other's report."""
+def quality_report_name(profile: str, models: list[str], seeds: list[int], overrides: dict,
+                        folds: int | None = None) -> str:
+    """`quality_<profile>[_<model>][_seeds-0-1-2][_folds-K][_<field>-<value>...]`: runs that differ in
+    what they trained, on what seeds, folds or settings never overwrite each other's report."""
     parts = [f"quality_{profile}"]
     if set(models) != set(MODEL_NAMES):
         parts += models
     if seeds != [0]:
         parts.append("seeds-" + "-".join(str(seed) for seed in seeds))
+    if folds:
+        parts.append(f"folds-{folds}")
     for key, value in sorted(overrides.items()):
         if isinstance(value, dict):  # model_kwargs={"base_width": 32} -> model_kwargs-base_width-32
             value = "_".join(f"{inner}-{inner_value}" for inner, inner_value in sorted(value.items()))
@@ -82,34 +92,44 @@ def quality_report_name(profile: str, models: list[str], seeds: list[int], overr
 
 
 def run_quality(*, data_root: str | None, profile: str, models: list[str], epochs: int | None,
-                settings: list[str], seeds: list[int], device: str) -> None:
-    """Train and score every model on every seed. The report is rewritten after each run, so a
-    benchmark stopped by a time limit or Ctrl-C keeps the runs it finished (`runs_finished` of
-    `runs_planned`).
+                settings: list[str], seeds: list[int], device: str, folds: int | None = None) -> None:
+    """Train and score every model on every seed (and, with `folds`, on every fold). The report is
+    rewritten after each run, so a benchmark stopped by a time limit or Ctrl-C keeps the runs it
+    finished (`runs_finished` of `runs_planned`).
 
     Args:
         settings: TrainConfig overrides as FIELD=VALUE (see `parse_settings`).
         epochs: replaces the profile's budget.
+        folds: cross-validate over this many folds of trainval, scoring valid only (see the module).
     """
     overrides = parse_settings(settings)
     if epochs:
         overrides["epochs"] = epochs
+    if folds is not None and folds < 2:
+        raise ValueError(f"--folds must be at least 2, got {folds}")
     profile = resolve_profile(profile)
     measured_on = resolve_device(device)
-    name = quality_report_name(profile, models, seeds, overrides)
-    planned = len(models) * len(seeds)
+    name = quality_report_name(profile, models, seeds, overrides, folds)
+    held_out = range(folds) if folds else [None]
+    planned = len(models) * len(seeds) * len(held_out)
     rows = []
     for model_name in models:
         for seed in seeds:
-            run_name = f"bench_{model_name}" + (f"_seed{seed}" if len(seeds) > 1 else "")
-            config = make_config(model_name, profile, data_root=data_root, device=device, seed=seed,
-                                 run_name=run_name, **overrides)
-            rows.append(quality_of(config, data_root, device))
+            for fold in held_out:
+                run_name = (f"bench_{model_name}" + (f"_seed{seed}" if len(seeds) > 1 else "")
+                            + (f"_fold{fold}of{folds}" if folds else ""))
+                cross = {"valid_fold": fold, "folds": folds} if folds else {}
+                config = make_config(model_name, profile, data_root=data_root, device=device, seed=seed,
+                                     run_name=run_name, **cross, **overrides)
+                scored = {"splits": ("valid",), "tta": (False,)} if folds else {}
+                rows.append(quality_of(config, data_root, device, **scored))
             print(json.dumps(rows[-1], indent=1))
-            save_report(name, {"machine": machine(measured_on), "data_root": data_root, "overrides": overrides,
-                               "seeds": seeds, "runs_finished": len(rows), "runs_planned": planned,
-                               "summary": summarize(rows), "rows": rows}, measured_on)
+                save_report(name, {"machine": machine(measured_on), "data_root": data_root, "overrides": overrides,
+                                   "seeds": seeds, "folds": folds, "runs_finished": len(rows), "runs_planned": planned,
+                                   "summary": summarize(rows), "rows": rows}, measured_on)
     for model, scores in summarize(rows).items():
-        print(f"{model:14} over {scores['seeds']} seed(s): valid Dice {scores['valid_dice']['mean']:.4f} "
-              f"+- {scores['valid_dice']['std']:.4f}, test Dice {scores['test_dice']['mean']:.4f} "
-              f"+- {scores['test_dice']['std']:.4f}, {scores['train_seconds']['mean']:.0f} s of training")
+        test = (f", test Dice {scores['test_dice']['mean']:.4f} +- {scores['test_dice']['std']:.4f}"
+                if "test_dice" in scores else "")
+        print(f"{model:14} over {scores['seeds']} run(s): valid Dice {scores['valid_dice']['mean']:.4f} "
+              f"+- {scores['valid_dice']['std']:.4f} (last epoch {scores['last_valid_dice']['mean']:.4f}){test}, "
+              f"{scores['train_seconds']['mean']:.0f} s of training")

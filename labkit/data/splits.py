@@ -6,6 +6,10 @@ from pathlib import Path
 from labkit.data.roots import FIX_HINT, resolve_root
 
 SPLITS = ("train", "valid", "trainval", "test")
+# trainval.txt is cut into FOLDS folds by line (line i belongs to fold i % FOLDS); the valid split is
+# fold 0, every 10th line from the first, as segmentation_models_pytorch does, so numbers compare.
+# Cross-validation (`bench quality --folds K`) holds out each fold of K in turn.
+FOLDS = 10
 SPECIES = {"1": "cat", "2": "dog"}
 LINE_FORMAT = "NAME CLASS_ID SPECIES BREED_ID"
 
@@ -27,11 +31,23 @@ def split_file_path(root: Path, split: str) -> Path:
     return root / "annotations" / ("test.txt" if split == "test" else "trainval.txt")
 
 
-def read_split(root: str | Path | None, split: str) -> list[Sample]:
+def in_valid_fold(position: int, valid_fold: int = 0, folds: int = FOLDS) -> bool:
+    """Whether the photo on line `position` (0-based) of trainval.txt is in the held-out fold."""
+    return position % folds == valid_fold
+
+
+def check_fold(valid_fold: int, folds: int) -> None:
+    if not (isinstance(folds, int) and folds >= 2 and isinstance(valid_fold, int) and 0 <= valid_fold < folds):
+        raise ValueError(f"valid_fold must be one of 0..folds-1 and folds at least 2, got valid_fold={valid_fold!r}, "
+                         f"folds={folds!r} (--set valid_fold=... / --folds K)")
+
+
+def read_split(root: str | Path | None, split: str, valid_fold: int = 0, folds: int = FOLDS) -> list[Sample]:
     """The samples of one split, in file order.
 
-    valid is every 10th line of trainval.txt (0-based index % 10 == 0, as segmentation_models_pytorch
-    does) and train is the rest, so the official test split stays untouched for the final report.
+    valid is one fold of trainval.txt (by default fold 0 of 10: every 10th line from the first, as
+    segmentation_models_pytorch does) and train is the rest, so the official test split stays
+    untouched for the final report.
 
     Raises:
         ValueError: the split file lists no photos, has a malformed line, or lists a photo twice
@@ -45,12 +61,12 @@ def read_split(root: str | Path | None, split: str) -> list[Sample]:
     split_file = split_file_path(root, split)
     if not split_file.is_file():
         raise FileNotFoundError(f"Split file {split_file} is missing. To fix it, {FIX_HINT}.")
+    check_fold(valid_fold, folds)
     samples = read_split_file(root, split_file)
     refuse_photos_in_trainval_and_test(root)
-    if split == "valid":
-        return samples[::10]
-    if split == "train":
-        return [sample for index, sample in enumerate(samples) if index % 10 != 0]
+    if split in ("train", "valid"):
+        return [sample for position, sample in enumerate(samples)
+                if in_valid_fold(position, valid_fold, folds) == (split == "valid")]
     return samples
 
 

@@ -49,6 +49,16 @@ def make_stage(in_channels: int, out_channels: int, num_blocks: int, stride: int
     return nn.Sequential(*blocks)
 
 
+def zero_residual_branches(model: nn.Module) -> int:
+    """Start every BasicBlock of `model` as the identity: its last BatchNorm's scale set to zero, so
+    the residual branch adds nothing until training grows it (Goyal et al. 2017, "Accurate, Large
+    Minibatch SGD"; torchvision's `zero_init_residual`). Returns how many blocks were set."""
+    blocks = [module for module in model.modules() if isinstance(module, BasicBlock)]
+    for block in blocks:
+        nn.init.zeros_(block.bn2.weight)
+    return len(blocks)
+
+
 class ResNet34Encoder(nn.Module):
     """torchvision's resnet34 without its pooling and classifier, returning five feature maps."""
 
