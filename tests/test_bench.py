@@ -41,7 +41,7 @@ def test_quality_benchmark_applies_settings_and_summarizes_seeds(synthetic_root,
     assert [row["seed"] for row in report["rows"]] == [0, 1]
     valid = [row["valid_dice"] for row in report["rows"]]
     assert report["summary"]["unet"]["valid_dice"]["mean"] == pytest.approx(sum(valid) / 2)
-    assert "over 2 seed(s)" in capsys.readouterr().out
+    assert "over 2 run(s)" in capsys.readouterr().out
 
 
 def test_quality_benchmark_keeps_finished_runs_when_stopped(synthetic_root, tmp_path, monkeypatch):
@@ -112,3 +112,17 @@ def test_a_speed_report_measured_with_the_default_malloc_is_named_apart(monkeypa
     tuned = speed_report_name("cpu", 128, 16, ["unet"], ["fp32"], False)
     monkeypatch.setattr(allocator, "applied", False)
     assert speed_report_name("cpu", 128, 16, ["unet"], ["fp32"], False) == tuned + "_default-malloc"
+
+
+def test_quality_cross_validates_over_folds_on_valid_only(synthetic_root, tmp_path, monkeypatch, capsys):
+    """--folds K trains once per fold, scores each run on its held-out fold, and never on test."""
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    scored = []
+    real_evaluate = __import__("labkit.evaluate", fromlist=["evaluate"]).evaluate
+    monkeypatch.setattr("labkit.evaluate.evaluate", lambda *a, **k: scored.append((k["split"], k["tta"])) or real_evaluate(*a, **k))
+    quality.run_quality(data_root=str(synthetic_root), profile="smoke", models=["unet"], epochs=1,
+                        settings=["image_size=32", "train_limit=8"], seeds=[0], device="cpu", folds=3)
+    report = json.loads(next((tmp_path / "reports" / "bench").glob("quality_smoke_unet_folds-3_*.json")).read_text())
+    assert [row["valid_fold"] for row in report["rows"]] == [0, 1, 2] and report["runs_finished"] == 3
+    assert scored == [("valid", False)] * 3
+    assert "test_dice" not in report["summary"]["unet"] and "last_valid_dice" in report["summary"]["unet"]

@@ -123,7 +123,7 @@ def run_quality(*, data_root: str | None, profile: str, models: list[str], epoch
                                      run_name=run_name, **cross, **overrides)
                 scored = {"splits": ("valid",), "tta": (False,)} if folds else {}
                 rows.append(quality_of(config, data_root, device, **scored))
-            print(json.dumps(rows[-1], indent=1))
+                print(json.dumps(rows[-1], indent=1))
                 save_report(name, {"machine": machine(measured_on), "data_root": data_root, "overrides": overrides,
                                    "seeds": seeds, "folds": folds, "runs_finished": len(rows), "runs_planned": planned,
                                    "summary": summarize(rows), "rows": rows}, measured_on)
