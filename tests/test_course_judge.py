@@ -128,26 +128,26 @@ def test_a_syntax_error_is_reported_in_its_own_exercise_only(runners):
 
 # --- runners that hang or die ---------------------------------------------------------------------------------------
 
-def test_an_answer_that_hangs_fails_its_check_and_the_next_check_gets_a_fresh_runner():
-    hang = "class DoubleConv(nn.Sequential):\n    def __init__(self, a, b, c=None):\n        while True:\n            pass"
+def judged_unet_notebook(double_conv: str, timeout: float) -> dict:
+    """01's verdicts for the masters' answers with `double_conv` as the DoubleConv answer."""
     from cells import master_answers
 
-    answers = {**master_answers(NOTEBOOKS / "01_unet_from_scratch.ipynb"), "DoubleConv": hang}
+    answers = {**master_answers(NOTEBOOKS / "01_unet_from_scratch.ipynb"), "DoubleConv": double_conv}
     master = nbformat.read(NOTEBOOKS / "01_unet_from_scratch.ipynb", as_version=4)
-    with RunnerSlot(timeout=10) as slot:
-        results = {result.grade_id: result for result in Judge(master, answers, slot).judge()}
+    with RunnerSlot(timeout=timeout) as slot:
+        return {result.grade_id: result for result in Judge(master, answers, slot).judge()}
+
+
+def test_an_answer_that_hangs_fails_its_check_and_the_next_check_gets_a_fresh_runner():
+    hang = "class DoubleConv(nn.Sequential):\n    def __init__(self, a, b, c=None):\n        while True:\n            pass"
+    results = judged_unet_notebook(hang, timeout=5)
     assert results["check_DoubleConv"].passed is False
-    assert "ran for more than 10 s" in results["check_DoubleConv"].detail
+    assert "ran for more than 5 s" in results["check_DoubleConv"].detail
     assert results["check_Down"].passed and results["check_UNet"].passed
 
 
 def test_an_answer_whose_process_dies_fails_its_check_and_the_next_check_gets_a_fresh_runner(unscreened):
-    from cells import master_answers
-
-    answers = {**master_answers(NOTEBOOKS / "01_unet_from_scratch.ipynb"), "DoubleConv": "torch.sys.exit(3)"}
-    master = nbformat.read(NOTEBOOKS / "01_unet_from_scratch.ipynb", as_version=4)
-    with RunnerSlot(timeout=30) as slot:
-        results = {result.grade_id: result for result in Judge(master, answers, slot).judge()}
+    results = judged_unet_notebook("torch.sys.exit(3)", timeout=30)
     assert results["check_DoubleConv"].passed is False
     assert "died while running the answer cell (exit code 3)" in results["check_DoubleConv"].detail
     assert results["check_Down"].passed and results["check_UNet"].passed

@@ -40,6 +40,7 @@ from labkit.course.screen import AnswerRefused, Rules, notebook_names, screen
 from labkit.course.subjects import RemoteSubject
 
 PROBE_SECONDS = 120  # one probe or preparation; a check makes a few dozen, each well under a second
+STARTUP_SECONDS = 60  # more for a fresh runner's first request: Python, torch and the notebook's imports
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "HOME", "TMPDIR", "SYSTEMROOT", "LABKIT_GRADE_MARK")
 
 
@@ -69,6 +70,7 @@ class Runner:
 
     def __init__(self, timeout: float = PROBE_SECONDS) -> None:
         self.timeout = timeout
+        self.answered = False  # its first request also waits for its start (STARTUP_SECONDS)
         request_read, self.request_write = os.pipe()
         self.response_read, response_write = os.pipe()
         self.log = tempfile.TemporaryFile()
@@ -88,15 +90,18 @@ class Runner:
             (length,) = struct.unpack(">Q", self.read(8, what))
             if length > wire.MAX_MESSAGE:
                 raise RunnerFailed(f"the answer's process sent a message of {length} bytes while {what}")
-            return wire.decode(self.read(length, what))
+            reply = wire.decode(self.read(length, what))
+            self.answered = True
+            return reply
         except (BrokenPipeError, wire.WireError):
             self.close()
             raise RunnerFailed(f"the answer's process died while {what}{self.exit_reason()}") from None
 
     def read(self, count: int, what: str) -> bytes:
         chunks, left = [], count
+        limit = self.timeout + (0 if self.answered else STARTUP_SECONDS)
         while left:
-            ready, _, _ = select.select([self.response_read], [], [], self.timeout)
+            ready, _, _ = select.select([self.response_read], [], [], limit)
             if not ready:
                 self.close()
                 raise RunnerFailed(f"the answer ran for more than {self.timeout:g} s while {what} and was stopped")
