@@ -5,8 +5,6 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
 temporary file and renamed into place, so an interruption never leaves a half-written checkpoint.
 """
 
-import errno
-import os
 import pickle
 import platform
 import zipfile
@@ -20,8 +18,9 @@ import labkit
 from labkit.config import TrainConfig, default_value
 from labkit.device import place
 from labkit.errors import one_line
+from labkit.files import FREE_SPACE_AND_RESUME, not_a_file, write_atomically
 from labkit.history import EpochRecord
-from labkit.models import MODELS, build_model
+from labkit.models import MODELS, build_model, describe_model, weights_fit
 
 # Format 1 covered two layouts: the first checkpoints kept the best epoch's row under "metrics", later
 # ones under "best", beside the history, the precision and the number of processes. Format 2 is the
@@ -57,27 +56,46 @@ def make_checkpoint(model_name: str, model_kwargs: dict, model: nn.Module, **ext
 
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
-    """Write atomically: to a temporary file of this process first, then rename over `path`, so
-    neither an interruption, a full disk nor a second writer leaves a half-written checkpoint.
+    """Write atomically (see `labkit.files.write_atomically`), so neither an interruption, a full
+    disk nor a second writer leaves a half-written checkpoint; any older checkpoint at `path` is
+    kept when writing fails.
 
     Raises:
-        OSError: the file could not be written (ENOSPC: "no space left ... writing PATH"); the
-            temporary file is removed and any older checkpoint at `path` is kept.
+        WriteError: a full or read-only disk, in one line ("no space left on the disk writing PATH; ...").
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    return write_atomically(path, lambda file: torch.save(checkpoint, file), FREE_SPACE_AND_RESUME)
+
+
+def safe_load(path: Path, map_location: str | torch.device, what: str, fix: str):
+    """`torch.load(weights_only=True)` with every way a file can be unreadable said in one line.
+
+    Args:
+        what: what the file should be, for the messages ("a labkit checkpoint").
+        fix: what to do about a file that is truncated or corrupted.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        CheckpointError: not a regular file, truncated or corrupted, or holding objects that safe
+            loading refuses (nothing in it is run).
+    """
+    kind = not_a_file(path)
+    if kind is not None:
+        raise CheckpointError(f"{path} is {kind}, not {what}; give the path of the file itself")
+    if not path.is_file():
+        raise FileNotFoundError(f"no file at {path}; {fix}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
+        raise CheckpointError(f"{path} is truncated, corrupted or not a PyTorch file at all; {fix}")
     try:
-        with open(temporary, "wb") as file:  # a file object: a full disk raises OSError, not torch's enforce
-            torch.save(checkpoint, file)
-        os.replace(temporary, path)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, f"no space left on the disk writing {path}; free some space and "
-                                        "train again (--resume continues from the last checkpoint)", str(path)) from None
-        raise
-    return path
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} holds Python objects that safe loading (weights_only=True) refuses, so it is not {what} "
+            "and nothing in it was run; only load such a file with weights_only=False if you trust its source"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path} is truncated or corrupted and cannot be read ({one_line(error)}); {fix}") from None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -85,23 +103,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
     Raises:
         FileNotFoundError: no file at `path`.
-        CheckpointError: truncated or corrupted, not a labkit checkpoint, or from a newer labkit.
+        CheckpointError: not a file, truncated or corrupted, not a labkit checkpoint, or from a newer labkit.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m labkit train` or check the path")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
-        raise CheckpointError(f"{path} is truncated, corrupted or not a PyTorch file at all; retrain or copy it again")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"{path} holds Python objects that safe loading (weights_only=True) refuses, so it is not a labkit "
-            "checkpoint; only load such a file with weights_only=False if you trust its source"
-        ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"{path} is truncated or corrupted and cannot be read ({one_line(error)}); "
-                              "retrain or copy it again") from None
+    checkpoint = safe_load(path, map_location, "a labkit checkpoint", "retrain or copy it again")
     if not isinstance(checkpoint, dict) or FORMAT_KEY not in checkpoint:
         raise CheckpointError(
             f"{path} is a PyTorch file but not a labkit checkpoint (it has no {FORMAT_KEY!r}); "
@@ -117,11 +124,42 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
-def model_from_checkpoint(checkpoint: dict) -> nn.Module:
-    """Rebuild the architecture a checkpoint describes and load its weights (eval mode, CPU)."""
-    model = build_model(checkpoint["model_name"], **checkpoint["model_kwargs"])
-    model.load_state_dict(checkpoint["state_dict"])
+def model_from_checkpoint(checkpoint: dict, path: str | Path | None = None) -> nn.Module:
+    """Rebuild the architecture a checkpoint describes and load its weights (eval mode, CPU).
+
+    Raises:
+        CheckpointError: the metadata names a model its weights do not fit (both are named), or
+            the weights are not finite (a run that diverged).
+    """
+    name, arguments, weights = checkpoint["model_name"], checkpoint["model_kwargs"], checkpoint["state_dict"]
+    where = path if path is not None else "the checkpoint"
+    try:
+        model = build_model(name, **arguments)
+    except (TypeError, ValueError) as error:
+        raise mismatch(where, name, arguments, weights, f", which labkit cannot build ({one_line(error)})") from None
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise mismatch(where, name, arguments, weights) from None
+    not_finite = [key for key, tensor in weights.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if not_finite:
+        raise CheckpointError(f"{where} holds weights that are not finite ({not_finite[0]} and {len(not_finite) - 1} "
+                              "more): the run that wrote it diverged; train again with a lower --lr")
     return model.eval()
+
+
+def mismatch(where, name: str, arguments: dict, weights: dict, unbuildable: str = "") -> CheckpointError:
+    """A checkpoint whose metadata names another model than its weights fit, naming both."""
+    fit = weights_fit(weights)
+    return CheckpointError(
+        f"{where}: its metadata names {describe_model(name, arguments)}{unbuildable}, but its weights fit "
+        f"{describe_model(*fit) if fit else 'no labkit model'}; the file was edited or put together by hand: "
+        "retrain, or save the model again with make_checkpoint(name, arguments, model)")
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -167,7 +205,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
     """The model saved in a checkpoint (on `device` in its memory format, `device.place`; in eval
     mode) and the checkpoint's facts."""
     checkpoint = load_checkpoint(path)
-    model = place(model_from_checkpoint(checkpoint), torch.device(device))
+    model = place(model_from_checkpoint(checkpoint, path), torch.device(device))
     return TrainedModel(model, CheckpointInfo.from_checkpoint(checkpoint, path))
 
 

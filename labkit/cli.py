@@ -12,7 +12,6 @@ course (release, grade) and the maintainer's bench; none of them imports it.
 """
 
 import argparse
-import errno
 import json
 import os
 import sys
@@ -31,6 +30,7 @@ from labkit.data import BORDER_MODES, SPLITS
 from labkit.device import PRECISIONS
 from labkit.distributed import rank_label
 from labkit.errors import one_line
+from labkit.files import DISK_ERRORS, WriteError
 from labkit.models import MODELS
 from labkit.run_folder import RunFolderBusy
 
@@ -38,7 +38,8 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 PROFILE_CHOICES = ["auto", *PROFILES]
 MODEL_NAMES = list(MODELS)
-# Errors a user can cause and fix (a setting, a path, a file, a full disk): one line, no traceback.
+# Errors a user can cause and fix (a setting, a path, a file; a full or read-only disk, see
+# is_user_error): one line, no traceback. A diverged run and a damaged cache are ValueErrors.
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, CheckpointError,
                RunFolderBusy)
 # What argparse puts beside a command's own arguments: which command, and how to report it.
@@ -371,15 +372,16 @@ def explain(error: BaseException) -> str:
     if isinstance(error, torch.cuda.OutOfMemoryError):
         return ("the GPU ran out of memory; try a smaller --batch-size (halve it until it fits), a smaller "
                 "--image-size, or --precision bf16/fp16")
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    if isinstance(error, OSError) and error.errno in DISK_ERRORS and not isinstance(error, WriteError):
         where = f" writing {error.filename}" if error.filename else ""
-        return f"no space left on the disk{where}; free some space (`python -m labkit cache --clear` frees the decoded-image caches)"
+        return (f"{DISK_ERRORS[error.errno]}{where}; free some space (`python -m labkit cache --clear` frees the "
+                "decoded-image caches) or choose another folder (--output, LABKIT_CACHE, LABKIT_HOME)")
     return one_line(error)
 
 
 def is_user_error(error: BaseException) -> bool:
     return (isinstance(error, USER_ERRORS + (torch.cuda.OutOfMemoryError,))
-            or (isinstance(error, OSError) and error.errno == errno.ENOSPC))
+            or (isinstance(error, OSError) and error.errno in DISK_ERRORS))
 
 
 def main(argv: list[str] | None = None) -> int:

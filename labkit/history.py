@@ -2,9 +2,12 @@
 
 import csv
 import dataclasses
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from labkit.files import FREE_SPACE_AND_RESUME, write_atomically
 
 
 @dataclass(frozen=True)
@@ -31,14 +34,16 @@ class EpochRecord:
 
 
 def write_history(history: list[EpochRecord], run_dir: Path) -> None:
-    """history.json and history.csv beside the checkpoints, for plots and spreadsheets."""
+    """history.json and history.csv beside the checkpoints, for plots and spreadsheets; each is
+    replaced whole (`labkit.files.write_atomically`), so a full disk keeps the previous one."""
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = [record.to_dict() for record in history]
-    (run_dir / "history.json").write_text(json.dumps(rows, indent=2))
-    with open(run_dir / "history.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=[field.name for field in dataclasses.fields(EpochRecord)])
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=[field.name for field in dataclasses.fields(EpochRecord)])
+    writer.writeheader()
+    writer.writerows(rows)
+    for name, text in (("history.json", json.dumps(rows, indent=2)), ("history.csv", table.getvalue())):
+        write_atomically(run_dir / name, lambda file: file.write(text.encode()), FREE_SPACE_AND_RESUME)
 
 
 def read_history(run_dir: Path) -> list[EpochRecord]:

@@ -4,6 +4,11 @@ Each photo is resized to the square the model was trained on, exactly as the tra
 resizes it, and the logits are resized back bilinearly to the photo's own size before the
 sigmoid and the threshold, as `evaluate` does at original resolution. Files that cannot be read
 are reported and skipped, so one broken download never stops a folder of predictions.
+
+A photo of any size is held once (Pillow keeps RGB at 4 bytes a pixel), with its probabilities (4)
+and mask (1), and one output picture at a time, each written whole: about 9 bytes a pixel at the
+peak, where float copies of the whole photo took 53 to 64. Pillow refuses photos over about 179
+megapixels (twice `Image.MAX_IMAGE_PIXELS`) as decompression bombs.
 """
 
 from dataclasses import dataclass, field
@@ -20,9 +25,12 @@ from labkit import data
 from labkit.checkpoint import ModelSource, model_and_info, trained_image_size
 from labkit.errors import one_line
 from labkit.evaluate import evaluation_mode, predict_logits
+from labkit.files import writable_folder, write_atomically
 
 # DecompressionBombError (a photo of hundreds of megapixels) is not an OSError.
 UNREADABLE = (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError)
+BAND_PIXELS = 1 << 20  # pixels tinted at a time, so a float copy of a band stays about 12 MB
+OUTPUT_FIX = "free some space or choose another folder with --output"
 
 
 @dataclass
@@ -84,18 +92,26 @@ def predict_probability(model: nn.Module, image: Image.Image, image_size: int, t
     batch = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # (1, 3, S, S)
     with evaluation_mode(model):
         logits = predict_logits(model, batch, tta=tta)  # (1, 1, S, S)
-    # Resize logits, not probabilities or masks, as evaluate does at original resolution.
+    # Resize logits, not probabilities or masks, as evaluate does at original resolution. In
+    # place, so a huge photo holds one float per pixel here, not three.
     logits = F.interpolate(logits, size=(rgb.height, rgb.width), mode="bilinear", align_corners=False)
-    return torch.sigmoid(logits)[0, 0].cpu().numpy().astype(np.float32)
+    return torch.sigmoid_(logits)[0, 0].cpu().numpy()
 
 
 def check_mask(image: Image.Image, mask: np.ndarray) -> np.ndarray:
-    """The mask as a bool (H, W) array, refusing one that does not match the photo."""
+    """The mask as a bool (H, W) array (not copied if it is one), refusing one that does not
+    match the photo."""
     mask = np.asarray(mask)
     if mask.shape != (image.height, image.width):
         raise ValueError(f"mask of shape {mask.shape} does not match the photo's (height, width) = "
                          f"{(image.height, image.width)}; predict at the photo's own size")
-    return mask.astype(bool)
+    return np.asarray(mask, dtype=bool)
+
+
+def row_bands(image: Image.Image) -> list[tuple[int, int, int, int]]:
+    """Boxes of whole rows, about BAND_PIXELS each, covering the image from top to bottom."""
+    rows = max(1, BAND_PIXELS // image.width)
+    return [(0, top, image.width, min(top + rows, image.height)) for top in range(0, image.height, rows)]
 
 
 def overlay(image: Image.Image, mask: np.ndarray, color: tuple[int, int, int] = (0, 110, 255),
@@ -109,18 +125,28 @@ def overlay(image: Image.Image, mask: np.ndarray, color: tuple[int, int, int] = 
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     pet = check_mask(image, mask)
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
-    tinted = (1 - alpha) * pixels + alpha * np.array(color, dtype=np.float32)
-    pixels[pet] = tinted[pet]
-    return Image.fromarray(np.round(pixels).astype(np.uint8), mode="RGB")
+    rgb = data.to_rgb(image)
+    tinted = Image.new("RGB", rgb.size)
+    tint = alpha * np.array(color, dtype=np.float32)
+    for box in row_bands(rgb):  # a band at a time: float copies of a whole huge photo take gigabytes
+        pixels = np.asarray(rgb.crop(box), dtype=np.float32)
+        band_pet = pet[box[1] : box[3]]
+        pixels[band_pet] = (1 - alpha) * pixels[band_pet] + tint
+        tinted.paste(Image.fromarray(np.round(pixels).astype(np.uint8), mode="RGB"), box[:2])
+    return tinted
 
 
 def cutout(image: Image.Image, mask: np.ndarray) -> Image.Image:
     """The pet on a transparent background: RGBA with alpha 255 on the pet and 0 elsewhere."""
     pet = check_mask(image, mask)
-    rgba = image.convert("RGB").convert("RGBA")
-    rgba.putalpha(Image.fromarray(pet.astype(np.uint8) * 255, mode="L"))
+    rgba = data.to_rgb(image).convert("RGBA")
+    rgba.putalpha(mask_image(pet))
     return rgba
+
+
+def mask_image(mask: np.ndarray) -> Image.Image:
+    """A bool mask as a grayscale image: 255 on the pet, 0 elsewhere."""
+    return Image.fromarray(np.multiply(mask, 255, dtype=np.uint8), mode="L")
 
 
 def output_stems(sources: list[Path]) -> list[str]:
@@ -148,12 +174,19 @@ def unreadable_reason(error: Exception) -> str:
 
 
 def write_outputs(image: Image.Image, mask: np.ndarray, output_dir: Path, stem: str) -> dict:
-    """Save the mask (L, 0/255), the overlay and the cutout as PNGs; return their paths."""
-    paths = {kind: output_dir / f"{stem}_{kind}.png" for kind in ("mask", "overlay", "cutout")}
-    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(paths["mask"])
-    overlay(image, mask).save(paths["overlay"])
-    cutout(image, mask).save(paths["cutout"])
+    """Save the mask (L, 0/255), the overlay and the cutout as PNGs; return their paths. Each is
+    made, written whole (`labkit.files.write_atomically`) and let go before the next is made."""
+    makers = {"mask": lambda: mask_image(check_mask(image, mask)), "overlay": lambda: overlay(image, mask),
+              "cutout": lambda: cutout(image, mask)}
+    paths = {kind: output_dir / f"{stem}_{kind}.png" for kind in makers}
+    for kind, make in makers.items():
+        save_png(make(), paths[kind])
     return paths
+
+
+def save_png(picture: Image.Image, path: Path) -> None:
+    """Write `picture` to `path` as a PNG, so that Ctrl-C or a full disk leaves no half-written file."""
+    write_atomically(path, lambda file: picture.save(file, format="PNG"), OUTPUT_FIX)
 
 
 def predict_files(source: ModelSource, inputs: list[str | Path] | str | Path,
@@ -178,8 +211,7 @@ def predict_files(source: ModelSource, inputs: list[str | Path] | str | Path,
         raise ValueError(f"no image files found in {names}; give photos or folders that hold them")
     model, trained = model_and_info(source, device)
     image_size = trained_image_size(trained, image_size)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = writable_folder(Path(output_dir), "predictions", OUTPUT_FIX)
 
     report = PredictionReport()
     for source, stem in tqdm(list(zip(sources, output_stems(sources))), desc="predict", disable=not progress):
@@ -188,7 +220,7 @@ def predict_files(source: ModelSource, inputs: list[str | Path] | str | Path,
         except UNREADABLE as error:
             report.failed.append((source, unreadable_reason(error)))
             continue
-        mask = predict_probability(model, image, image_size, tta) > threshold
+        mask = predict_probability(model, image, image_size, tta) > threshold  # the probabilities go at once
         written = write_outputs(image, mask, output_dir, stem)
         report.written.append({"source": source, **written, "pet_fraction": float(mask.mean())})
     return report

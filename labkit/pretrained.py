@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torchvision.models import ResNet34_Weights
 
+from labkit.checkpoint import CheckpointError, safe_load
+
 
 def imagenet_weights_path() -> Path:
     """Where torchvision caches the ResNet34 ImageNet file (`$TORCH_HOME/hub/checkpoints/...`)."""
@@ -45,8 +47,22 @@ def load_pretrained_encoder(model: nn.Module, source: str | Path) -> None:
     if str(source) == "imagenet":
         state_dict = imagenet_state_dict()
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"no pretrained weights at {path}; pass 'imagenet' or the path of a resnet34 state_dict")
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = load_state_dict_file(Path(source))
     model.load_encoder_weights(state_dict)
+
+
+def load_state_dict_file(path: Path) -> dict:
+    """A saved torchvision resnet34 state_dict, loaded safely: a file holding anything but tensors
+    (a pickle that would run code) is refused in one line, and nothing in it runs.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        CheckpointError: not a file, unreadable, unsafe, or not a state_dict.
+    """
+    fix = "pass 'imagenet' or the path of a saved torchvision resnet34 state_dict"
+    if not path.exists():
+        raise FileNotFoundError(f"no pretrained weights at {path}; {fix}")
+    state_dict = safe_load(path, "cpu", "a resnet34 state_dict", fix)
+    if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise CheckpointError(f"{path} is not a state_dict (a dict of tensors); {fix}")
+    return state_dict

@@ -16,6 +16,7 @@ import socket
 import time
 from pathlib import Path
 
+from labkit import files
 from labkit.checkpoint import save_checkpoint
 
 try:
@@ -36,18 +37,11 @@ def writable_folder(folder: Path) -> Path:
     """Create `folder` if needed and prove it takes files, naming it if not.
 
     Raises:
-        PermissionError / NotADirectoryError: one line naming the folder and the fix.
+        PermissionError / NotADirectoryError / WriteError (read-only, full): one line naming the
+            folder and the fix.
     """
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except (PermissionError, NotADirectoryError, FileExistsError) as error:
-        kind = PermissionError if isinstance(error, PermissionError) else NotADirectoryError
-        raise kind(f"cannot write checkpoints into {folder} ({error.strerror or error}); choose another folder "
-                   "with --output (output_dir) or --run-name (run_name)") from None
-    return folder
+    return files.writable_folder(folder, "checkpoints", "choose another folder with --output (output_dir) or "
+                                 "--run-name (run_name)")
 
 
 @contextlib.contextmanager
@@ -69,14 +63,25 @@ def claimed(run_dir: Path):
             holder = lock.read().strip() or "another process"
             raise RunFolderBusy(f"{run_dir} is in use by another training run ({holder}); wait for it to finish, "
                                 "stop it, or train into another folder with --run-name (run_name)") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        lock.flush()
+        write_holder(lock, run_dir / LOCK_NAME)
+        files.remove_orphans(run_dir)  # temporaries of a run killed while writing a checkpoint
         try:
             yield run_dir
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_holder(lock, path: Path) -> None:
+    """Say in the lock file who holds it, for the message a second run gets. A disk too full for
+    these few bytes has no room for a checkpoint either, so it stops the run before training."""
+    holder = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    try:  # unbuffered, so closing the file does not retry a write the disk refused
+        os.ftruncate(lock.fileno(), 0)
+        os.write(lock.fileno(), holder.encode())
+    except OSError as error:
+        if error.errno in files.DISK_ERRORS:
+            raise files.disk_error(error, path, files.FREE_SPACE_AND_RESUME) from None
+        raise
 
 
 class TimeShare:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from labkit import data, paths
+from labkit import data, divergence, paths
 from labkit.augment import AugmentConfig, augment_batch
 from labkit.checkpoint import make_checkpoint
 from labkit.config import TrainConfig
@@ -35,6 +35,7 @@ from labkit.distributed import WorldInfo, data_parallel, process_group, processe
 from labkit.evaluate import meter_tensors, score_tensors
 from labkit.history import EpochRecord, write_history
 from labkit.losses import SegmentationLoss
+from labkit.memory import check_decoded_splits_fit
 from labkit.metrics import SegmentationMeter
 from labkit.models import build_model, check_same_weights
 from labkit.models.resnet34_unet import zero_residual_branches
@@ -217,16 +218,20 @@ def train_one_epoch(state: TrainingState, train: SplitTensors, batch_size: int, 
     batches = [indices.to(state.device) for indices in batches]
     total, seen = torch.zeros((), device=state.device), 0
     shown = RunningLoss(state.device) if bar is not None and not bar.disable else None
+    first_non_finite = divergence.no_step_yet(state.device)
     with sync_free_region(state.device):
         for step, indices in enumerate(batches, start=1):
             images, masks = prepare_batch(state, train, indices)
-            total += training_step(state, images, masks) * len(indices)  # summed on the device
+            loss = training_step(state, images, masks)
+            total += loss * len(indices)  # summed on the device
+            first_non_finite = divergence.note_non_finite(first_non_finite, loss, step)  # read at the epoch's end
             seen += len(indices)
             if bar is not None:
                 bar.update(1)
                 if shown is not None and (step % LOSS_DISPLAY_STEPS == 0 or step == len(batches)):
                     shown.refresh(bar, total, seen)
     total, seen = state.world.all_reduce_sum(total), int(state.world.all_reduce_sum(torch.tensor(seen)))
+    divergence.check_epoch(total, first_non_finite, state.model, len(batches))
     return total.item() / seen
 
 
@@ -292,6 +297,7 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool = True,
             it must have exactly that model's weights (`models.check_same_weights`), and is
             trained in place.
     """
+    check_decoded_splits_fit(config)  # before the folder is claimed: an impossible size is refused at once
     with process_group(resolve_device(config.device)) as world, claimed_by_main(run_dir_for(config), world) as run_dir:
         if model is not None:  # checked before any photo is decoded
             check_same_weights(model, config.model, config.model_kwargs)
@@ -354,6 +360,11 @@ def train_epochs(run: TrainingRun, start_epoch: int = 0) -> TrainResult:
         result.interrupted = True
         if world.is_main:
             save_interrupted(writer, result, snapshot(run, interrupted=True))
+    except divergence.TrainingDiverged as diverged:
+        if world.is_main:
+            writer.write_best()  # the best epoch may still be in memory only; it is a good one
+        raise divergence.stopped_at(diverged, epoch + 1, run.config.lr, result.best and result.best.epoch,
+                                    writer.saved_epoch) from None
     finally:
         epochs.close()
     return result

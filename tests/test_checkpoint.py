@@ -9,6 +9,8 @@ from labkit.config import make_config
 from labkit.history import EpochRecord
 from labkit.models import build_model
 
+from filesystems import small_disk  # noqa: F401
+
 SMALL = {"unet": {"base_width": 4}, "resnet34_unet": {"decoder_widths": (16, 16, 8, 8, 8)}}
 
 
@@ -91,22 +93,18 @@ def test_checkpoint_from_a_newer_format_asks_for_an_upgrade(tmp_path):
         load_checkpoint(path)
 
 
-def test_a_full_disk_names_the_file_removes_the_temporary_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+def test_a_full_disk_names_the_file_removes_the_temporary_and_keeps_the_old_checkpoint(small_disk):
+    """On a real full disk torch.save fails with its own RuntimeError ("enforce fail at
+    inline_container.cc ... unexpected pos"), not the OSError a mock would raise."""
     import errno
-    import os
 
-    _, path = saved(tmp_path)
+    disk = small_disk("2M")
+    _, path = saved(disk)
     before = path.read_bytes()
-
-    def disk_fills_up(checkpoint, file):
-        file.write(b"partial")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(torch, "save", disk_fills_up)
-    with pytest.raises(OSError, match=rf"no space left on the disk writing {path}") as raised:
-        save_checkpoint({"anything": 1}, path)
+    with pytest.raises(OSError, match=rf"^no space left on the disk writing {path}; free some space") as raised:
+        save_checkpoint({"weights": torch.zeros(1_000_000)}, path)  # 4 MB
     assert raised.value.errno == errno.ENOSPC
-    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+    assert path.read_bytes() == before and list(disk.iterdir()) == [path]
 
 
 def test_two_processes_saving_the_same_checkpoint_use_their_own_temporary_files(tmp_path, monkeypatch):
@@ -138,3 +136,48 @@ def test_a_checkpoint_of_the_first_layout_still_loads_with_its_best_row(tmp_path
     checkpoint[FORMAT_KEY] = 1
     torch.save(checkpoint, path)
     assert load_trained(path).info.best == best
+def test_a_named_pipe_given_as_checkpoint_is_called_one_and_not_opened(tmp_path):
+    import os
+
+    fifo = tmp_path / "best.pt"
+    os.mkfifo(fifo)  # opening it would wait forever for a writer
+    with pytest.raises(CheckpointError, match=r"best.pt is a named pipe \(FIFO\), not a labkit checkpoint"):
+        load_checkpoint(fifo)
+
+
+def edited(path, **changes):
+    """The checkpoint at `path` with its metadata changed, as a hand edit would leave it."""
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint.update(changes)
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"model_kwargs": {"base_width": 8}}, "its metadata names unet(base_width=8), but"),
+    ({"model_kwargs": {"base_width": 4, "widht": 2}}, "unet(base_width=4, widht=2), which labkit cannot build"),
+    ({"model_name": "resnet34_unet", "model_kwargs": {}}, "its metadata names resnet34_unet(), but"),
+])
+def test_metadata_that_does_not_match_the_weights_names_both_models(tmp_path, changes, named):
+    _, path = saved(tmp_path)  # a unet with base_width 4
+    with pytest.raises(CheckpointError) as raised:
+        load_trained(edited(path, **changes))
+    message = str(raised.value)
+    assert named in message and "its weights fit unet(base_width=4)" in message and "\n" not in message
+
+
+def test_weights_that_fit_no_labkit_model_are_said_to(tmp_path):
+    _, path = saved(tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    edited(path, state_dict={"linear.weight": torch.zeros(2, 2)} | checkpoint["state_dict"])
+    with pytest.raises(CheckpointError, match=r"its weights fit no labkit model"):
+        load_trained(path)
+
+
+def test_weights_that_are_not_finite_are_refused_as_a_diverged_run(tmp_path):
+    _, path = saved(tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["state_dict"]["output_conv.weight"].fill_(float("nan"))
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=r"not finite \(output_conv.weight and 0 more\).*diverged.*lower --lr"):
+        load_trained(path)

@@ -61,3 +61,31 @@ def test_a_run_folder_without_write_permission_is_named(config, monkeypatch):
     monkeypatch.setattr("pathlib.Path.write_bytes", refuse)  # root ignores chmod, so refuse the write itself
     with pytest.raises(PermissionError, match=r"cannot write checkpoints into .*unet-smoke \(Permission denied\)"):
         train.fit(config, progress=False)
+
+
+def test_temporaries_of_a_run_killed_while_writing_a_checkpoint_are_removed_when_the_folder_is_claimed(
+        synthetic_root, tmp_path):
+    """SIGKILL the moment a second last.pt starts being written (a 32-wide UNet's last.pt is about
+    90 MB, so the write takes a while), then resume: before, last.pt.PID.tmp stayed for good."""
+    import signal
+    import time
+
+    settings = dict(data_root=str(synthetic_root), output_dir=str(tmp_path), image_size=32, epochs=3, train_limit=8,
+                    model_kwargs={"base_width": 32})
+    config = make_config("unet", "smoke", **settings)
+    run_dir = train.run_dir_for(config)
+    trainer = subprocess.Popen([sys.executable, "-c", (
+        "from labkit.config import make_config; from labkit.train import fit\n"
+        f"fit(make_config('unet', 'smoke', **{settings!r}), progress=False)")])
+    try:
+        while trainer.poll() is None and not (
+                (run_dir / "last.pt").exists() and list(run_dir.glob("last.pt.*.tmp"))):
+            time.sleep(0.002)
+        trainer.send_signal(signal.SIGKILL)
+    finally:
+        trainer.wait()
+    orphans = list(run_dir.glob("*.tmp"))
+    assert trainer.returncode == -signal.SIGKILL and orphans  # killed mid-write: the fault really happened
+    result = train.fit(config, resume=True, progress=False)
+    assert [record.epoch for record in result.history] == [1, 2, 3]
+    assert not list(run_dir.glob("*.tmp"))

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from labkit import run_folder, train
 from labkit.checkpoint import load_checkpoint, load_model, save_checkpoint
 from labkit.config import make_config
 from labkit.data import SyntheticDataWarning
+from labkit.divergence import TrainingDiverged
 from labkit.models import build_model
 from labkit.pretrained import imagenet_weights_path, load_pretrained_encoder
 from labkit.resume import config_differences
@@ -423,3 +425,75 @@ def test_zero_init_residual_starts_every_residual_block_as_the_identity(config):
     config.zero_init_residual = False
     assert not any(bool((block.bn2.weight == 0).all()) for block in train.build_training_model(config, torch.device("cpu")).modules()
                    if hasattr(block, "bn2") and hasattr(block, "downsample"))
+# ---------------------------------------------------------------- a run that diverges
+
+
+def test_a_learning_rate_that_blows_the_loss_up_stops_the_run_naming_epoch_step_and_fix(synthetic_root, tmp_path,
+                                                                                      capsys):
+    """The issue's case: at --lr 1e6 the loss reached 2.8e24, then nan, and best.pt kept NaN weights.
+    In this short run the loss is still finite (about 1e20) when the epoch ends, but batch norm's
+    running variances have already overflowed."""
+    from labkit.cli import main
+
+    assert main(["train", "--profile", "smoke", "--data-path", str(synthetic_root), "--output", str(tmp_path),
+                 "--lr", "1e6"]) == 1
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("labkit")]
+    assert len(error) == 1 and re.search(r"error: training diverged: .* at epoch 1, step \d+ of \d+; "
+                                         r".*a lower --lr \(lr\) than 1e\+06", error[0])
+    assert not list((tmp_path / "unet-smoke").glob("*.pt"))  # no epoch finished: nothing to keep, nothing saved
+
+
+def test_statistics_that_overflow_while_the_loss_is_still_finite_stop_the_run(config):
+    """At lr 1e12 the second step's loss is about 1e21, finite, but its forward pass has already
+    made batch norm's running variances infinite: only the check of the weights sees it."""
+    config.lr, config.epochs, config.train_steps = 1e12, None, 2  # one epoch of two steps
+    with pytest.raises(TrainingDiverged, match=r"the weights or batch-norm statistics stopped being finite at epoch 1, "
+                                               r"step 2 of 2"):
+        train.fit(config, progress=False)
+    assert not (train.run_dir_for(config) / "best.pt").exists()
+
+
+def test_a_run_that_diverges_after_good_epochs_keeps_their_checkpoints(config):
+    config.epochs = 3
+    train.fit(config, progress=False, on_epoch_end=stop_after_first_epoch)
+    run_dir = train.run_dir_for(config)
+    last = load_checkpoint(run_dir / "last.pt")
+    for group in last["optimizer"]["param_groups"]:  # the schedule now climbs to a rate that must diverge
+        group.update(lr=1e12, initial_lr=1e12, max_lr=1e12, min_lr=1e12)
+    save_checkpoint(last, run_dir / "last.pt")
+    kept = {name: (run_dir / name).read_bytes() for name in ("best.pt", "last.pt", "history.json")}
+    with pytest.raises(TrainingDiverged, match=r"at epoch 2, .*best.pt keeps epoch 1 and last.pt epoch 1"):
+        train.fit(config, resume=True, progress=False)
+    assert {name: (run_dir / name).read_bytes() for name in kept} == kept
+
+
+def test_an_image_size_too_large_for_memory_is_refused_before_the_folder_is_claimed(config):
+    config.image_size = 100_000  # 40 GB a photo decoded
+    with pytest.raises(ValueError, match=r"image_size \(--image-size\) 100000 needs [\d.]+ TB .* more than this "
+                                         r"machine's memory"):
+        train.fit(config, progress=False)
+    assert not train.run_dir_for(config).exists()
+
+
+def test_a_pretrained_file_that_would_run_code_is_refused_in_one_line_and_nothing_runs(synthetic_root, tmp_path,
+                                                                                       capsys):
+    from labkit.cli import main
+
+    marker = tmp_path / "ran"
+    torch.save({"conv1.weight": RunsCode(f"open({str(marker)!r}, 'w').close()")}, tmp_path / "resnet34.pth")
+    assert main(["train", "--model", "resnet34_unet", "--profile", "smoke", "--data-path", str(synthetic_root),
+                 "--output", str(tmp_path), "--epochs", "1", "--image-size", "32",
+                 "--pretrained", str(tmp_path / "resnet34.pth")]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].startswith("labkit train: error: ") and "safe loading" in error[-1] and "nothing in it was run" in error[-1]
+    assert not marker.exists()
+
+
+class RunsCode:
+    """Unpickling this runs `code`: what a malicious .pth file does."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self):
+        return exec, (self.code,)

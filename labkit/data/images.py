@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from labkit.data.roots import FIX_HINT
+from labkit.files import not_a_file
 
 # The label of a pixel that counts nowhere (the trimap border, when it is ignored). Defined here, where
 # masks are made; labkit.metrics and labkit.losses import it.
@@ -21,6 +22,9 @@ def _read_image(path: str | Path, convert: Callable[[Image.Image], T]) -> T:
     """Decode an image with `convert` while the file is open, turning every failure into an error
     that names the file."""
     path = Path(path)
+    kind = not_a_file(path)
+    if kind is not None:  # opening a FIFO would wait forever
+        raise ValueError(f"{path} is {kind}, not an image file; put the photo itself there, or remove its name")
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing. To fix it, {FIX_HINT}.")
     try:
@@ -34,7 +38,11 @@ def _read_image(path: str | Path, convert: Callable[[Image.Image], T]) -> T:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL image as RGB (palettes with transparency go through RGBA first)."""
+    """Any PIL image as RGB (palettes with transparency go through RGBA first). An RGB image is
+    returned as it is, decoded, not copied: a 100-megapixel photo takes 400 MB in memory."""
+    if image.mode == "RGB":
+        image.load()  # now, while the caller still has the file open
+        return image
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # converting such palettes straight to RGB warns
     return image.convert("RGB")
@@ -57,7 +65,14 @@ def load_rgb(path: str | Path) -> Image.Image:
 def load_rgb_as_displayed(path: str | Path) -> Image.Image:
     """Load a user's photo as RGB the way viewers show it, turned by its EXIF orientation:
     phones store the sensor's pixel grid and record the rotation in the tag."""
-    return _read_image(path, lambda image: to_rgb(ImageOps.exif_transpose(image)))
+    return _read_image(path, displayed_rgb)
+
+
+def displayed_rgb(image: Image.Image) -> Image.Image:
+    """`image` turned by its EXIF orientation, as RGB; turned in place, so an unturned photo is
+    never copied."""
+    ImageOps.exif_transpose(image, in_place=True)
+    return to_rgb(image)
 
 
 def resize_photo(photo: Image.Image, size: int) -> Image.Image:

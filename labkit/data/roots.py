@@ -44,6 +44,28 @@ def resolve_root(root: str | Path | None = None) -> Path:
     The synthetic set is generated on first use, so every notebook runs even before the real
     photos are downloaded.
     """
+    found = chosen_root(root)
+    if found is not None:
+        return found
+    candidate = absolute(synthetic_root())
+    if not (candidate / "annotations" / "trainval.txt").is_file():
+        make_synthetic(candidate)
+    warnings.warn(
+        f"Oxford-IIIT Pet not found at {default_root()}; using the synthetic stand-in at "
+        f"{candidate}. For the real photos, {FIX_HINT}.",
+        SyntheticDataWarning,
+        stacklevel=2,
+    )
+    return candidate
+
+
+def chosen_root(root: str | Path | None = None) -> Path | None:
+    """The dataset folder `resolve_root` picks before its synthetic fallback (argument >
+    $LABKIT_DATA > data/oxford-iiit-pet), or None where it would fall back; writes nothing.
+
+    Raises:
+        FileNotFoundError: the argument or $LABKIT_DATA names a folder without the dataset.
+    """
     if root is not None:
         candidate, source = absolute(root), "the root argument"
     elif os.environ.get("LABKIT_DATA"):
@@ -51,16 +73,7 @@ def resolve_root(root: str | Path | None = None) -> Path:
     elif (default_root() / "annotations" / "trainval.txt").is_file():
         return absolute(default_root())
     else:
-        candidate = absolute(synthetic_root())
-        if not (candidate / "annotations" / "trainval.txt").is_file():
-            make_synthetic(candidate)
-        warnings.warn(
-            f"Oxford-IIIT Pet not found at {default_root()}; using the synthetic stand-in at "
-            f"{candidate}. For the real photos, {FIX_HINT}.",
-            SyntheticDataWarning,
-            stacklevel=2,
-        )
-        return candidate
+        return None
     if not (candidate / "annotations" / "trainval.txt").is_file():
         raise FileNotFoundError(
             f"No dataset at {candidate} (from {source}): {candidate / 'annotations' / 'trainval.txt'} "

@@ -1,5 +1,7 @@
 """The lab's two segmentation models, built by name so configs and checkpoints can store a string."""
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -33,6 +35,31 @@ def check_same_weights(model: nn.Module, name: str, model_kwargs: dict) -> None:
             raise ValueError(f"the model given to fit does not match config.model {name!r} with model_kwargs "
                              f"{model_kwargs}: weight {key!r} {problem}; build the model with the same arguments, "
                              "or name the model it is in the config")
+def weights_fit(weights: dict[str, torch.Tensor]) -> tuple[str, dict] | None:
+    """The registered model and arguments whose weights have exactly these names and shapes, or None."""
+    for name, model_class in MODELS.items():
+        try:
+            arguments = model_class.arguments_from_weights(weights)
+            with torch.device("meta"):
+                expected = build_model(name, **arguments).state_dict()
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            continue
+        if expected.keys() == weights.keys() and all(expected[key].shape == weights[key].shape for key in expected):
+            return name, arguments
+    return None
+
+
+def describe_model(name: str, arguments: dict) -> str:
+    """`unet(base_width=16)`: a registered model and the arguments in which it differs from its defaults."""
+    defaults = {key: parameter.default for key, parameter in inspect.signature(MODELS[name]).parameters.items()}
+    changed = [f"{key}={value!r}" for key, value in arguments.items()
+               if key not in defaults or as_tuple(defaults[key]) != as_tuple(value)]
+    return f"{name}({', '.join(changed)})"
+
+
+def as_tuple(value):
+    """Lists as tuples, so (64, 32) and the [64, 32] a JSON round trip makes compare equal."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -40,4 +67,5 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MODELS", "ResNet34UNet", "UNet", "build_model", "check_same_weights", "count_parameters"]
+__all__ = ["MODELS", "ResNet34UNet", "UNet", "build_model", "check_same_weights", "count_parameters", "describe_model",
+           "weights_fit"]

@@ -133,6 +133,14 @@ class ResNet34UNet(nn.Module):
         # Made after init_weights, so the side heads keep that default init too.
         self.side_outputs = SideOutputs(list(widths[1:4]), out_channels) if deep_supervision else None
 
+    @staticmethod
+    def arguments_from_weights(weights: dict[str, Tensor]) -> dict:
+        """The constructor arguments that give a ResNet34UNet exactly these weights (KeyError: not its)."""
+        return {"in_channels": weights["encoder.conv1.weight"].shape[1],
+                "out_channels": weights["output_conv.weight"].shape[0],
+                "decoder_widths": tuple(weights[f"up{level}.conv.0.weight"].shape[0] for level in range(1, 6)),
+                "deep_supervision": "side_outputs.heads.0.weight" in weights}
+
     def forward(self, images: Tensor) -> Tensor | list[Tensor]:
         height, width = images.shape[-2:]
         x = pad_to_multiple(images, self.pad_multiple)  # (B, 3, H, W), H and W now multiples of 32

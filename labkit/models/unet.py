@@ -99,6 +99,14 @@ class UNet(nn.Module):
         side_channels = [8 * w // factor, 4 * w // factor, 2 * w // factor]
         self.side_outputs = SideOutputs(side_channels, out_channels) if deep_supervision else None
 
+    @staticmethod
+    def arguments_from_weights(weights: dict[str, Tensor]) -> dict:
+        """The constructor arguments that give a UNet exactly these weights (KeyError: not a UNet's)."""
+        first = weights["input_block.0.weight"]  # (w, in_channels, 3, 3)
+        return {"in_channels": first.shape[1], "out_channels": weights["output_conv.weight"].shape[0],
+                "base_width": first.shape[0], "bilinear": "up1.up_conv.weight" not in weights,
+                "deep_supervision": "side_outputs.heads.0.weight" in weights}
+
     def forward(self, images: Tensor) -> Tensor | list[Tensor]:
         height, width = images.shape[-2:]
         x = pad_to_multiple(images, self.pad_multiple)  # (B, 3, H, W), H and W now multiples of 32
