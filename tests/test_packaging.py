@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-DEPENDENCIES = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+DEPENDENCIES, OPTIONAL = PROJECT["dependencies"], PROJECT["optional-dependencies"]
 
 
 def declared(requirement_prefix: str, text_lines: list[str]) -> str:
@@ -37,11 +38,18 @@ def test_torch_and_torchvision_are_capped_below_a_minor_release_so_bug_fixes_ins
         assert cap[1] == "" and cap[2].count(".") == 1, f"{declared(package, DEPENDENCIES)}: cap it as <MAJOR.MINOR"
 
 
-def third_party_imports() -> set[str]:
-    """The top-level names of every module labkit imports that is neither its own nor Python's."""
+def third_party_imports(at_module_level: bool) -> set[str]:
+    """The top-level names of the modules labkit imports that are neither its own nor Python's:
+    those imported when a module loads, or those imported only inside a function."""
     names = set()
     for path in (REPO / "labkit").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        in_functions = {id(node) for function in ast.walk(tree)
+                        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+                        for node in ast.walk(function)}
+        for node in ast.walk(tree):
+            if (id(node) in in_functions) == at_module_level:
+                continue
             if isinstance(node, ast.Import):
                 names |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -49,9 +57,21 @@ def third_party_imports() -> set[str]:
     return names - set(sys.stdlib_module_names) - {"labkit"}
 
 
-def test_every_package_labkit_imports_is_declared_in_pyproject():
+def undeclared(names: set[str], requirements: list[str]) -> dict:
     distributions = importlib.metadata.packages_distributions()
-    stated = {re.split(r"[<>=!~\[; ]", requirement)[0].lower() for requirement in DEPENDENCIES}
-    missing = {name: distributions.get(name) for name in third_party_imports()
-               if not {distribution.lower() for distribution in distributions.get(name, [name])} & stated}
+    stated = {re.split(r"[<>=!~\[; ]", requirement)[0].lower().replace("_", "-") for requirement in requirements}
+    return {name: distributions.get(name) for name in names
+            if not {distribution.lower().replace("_", "-") for distribution in distributions.get(name, [name])} & stated}
+
+
+def test_every_package_labkit_imports_as_it_loads_is_a_dependency():
+    missing = undeclared(third_party_imports(at_module_level=True), DEPENDENCIES)
     assert not missing, f"imported by labkit but not in pyproject's dependencies: {missing}"
+
+
+def test_a_package_labkit_imports_only_inside_a_function_is_a_dependency_or_an_extra():
+    """An extra (segmentation_models_pytorch for `bench library`) may be missing: only the function
+    that needs it imports it, and says which extra to install."""
+    extras = [requirement for group in OPTIONAL.values() for requirement in group]
+    missing = undeclared(third_party_imports(at_module_level=False), DEPENDENCIES + extras)
+    assert not missing, f"imported by labkit but in neither pyproject's dependencies nor an extra: {missing}"

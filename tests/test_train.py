@@ -192,11 +192,17 @@ def test_pretrained_weights_are_refused_for_the_plain_unet(tmp_path):
 
 
 def test_cpu_profile_learns_the_synthetic_set(tmp_path, monkeypatch):
-    """The bar the workbook promises a student: the `cpu` profile reaches valid Dice > 0.9 on the
-    built-in synthetic set (about a minute on two cores)."""
+    """The bar the workbook promises a student: the `cpu` profile's best valid Dice on the built-in
+    synthetic set is above 0.9. The run stops (as Ctrl-C would) at the first epoch over the bar,
+    which decides the same question as the whole run at a fraction of its cost."""
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+
+    def stop_over_the_bar(history):
+        if history[-1].valid_dice > 0.9:
+            raise KeyboardInterrupt
+
     with pytest.warns(SyntheticDataWarning):  # no real dataset in the empty home: the synthetic set is made
-        result = train.fit(make_config("unet", "cpu"), progress=False)
+        result = train.fit(make_config("unet", "cpu"), progress=False, on_epoch_end=stop_over_the_bar)
     assert result.best.valid_dice > 0.9
 
 

@@ -5,7 +5,7 @@ same decoder widths and no pretrained weights (the two differ by smp's segmentat
 its decoder's nearest-neighbour upsampling, where labkit's is bilinear). Both are timed in one
 process, round after round in turn, so that whatever else the machine does falls on both alike:
 a training step (labkit's loss, AdamW) and an inference pass, images per second, the median over
-rounds. smp is not a dependency of labkit: `pip install segmentation-models-pytorch` first.
+rounds. smp is not a dependency of labkit but an extra: `pip install -e ".[library]"` first.
 """
 
 import statistics
@@ -19,7 +19,7 @@ from labkit.device import memory_format_for, resolve_device
 from labkit.losses import SegmentationLoss
 from labkit.models import ResNet34UNet, count_parameters
 
-LIBRARY_HINT = "pip install segmentation-models-pytorch"
+LIBRARY_HINT = 'pip install -e ".[library]"'  # segmentation-models-pytorch, an extra of pyproject.toml
 
 
 def library_unet(widths: tuple[int, ...]) -> torch.nn.Module:
