@@ -68,12 +68,14 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
     return write_atomically(path, lambda file: torch.save(checkpoint, file), FREE_SPACE_AND_RESUME)
 
 
-def safe_load(path: Path, map_location: str | torch.device, what: str, fix: str):
+def safe_load(path: Path, map_location: str | torch.device, what: str, fix: str, zip_only: bool = False):
     """`torch.load(weights_only=True)` with every way a file can be unreadable said in one line.
 
     Args:
         what: what the file should be, for the messages ("a labkit checkpoint").
         fix: what to do about a file that is truncated or corrupted.
+        zip_only: refuse a file that is not a zip archive at once, as every file torch.save has
+            written since PyTorch 1.6 is (labkit's checkpoints); older state_dicts are not.
 
     Raises:
         FileNotFoundError: no file at `path`.
@@ -85,7 +87,7 @@ def safe_load(path: Path, map_location: str | torch.device, what: str, fix: str)
         raise CheckpointError(f"{path} is {kind}, not {what}; give the path of the file itself")
     if not path.is_file():
         raise FileNotFoundError(f"no file at {path}; {fix}")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
+    if zip_only and not zipfile.is_zipfile(path):  # a cut-off zip archive has no directory
         raise CheckpointError(f"{path} is truncated, corrupted or not a PyTorch file at all; {fix}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
@@ -108,7 +110,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m labkit train` or check the path")
-    checkpoint = safe_load(path, map_location, "a labkit checkpoint", "retrain or copy it again")
+    checkpoint = safe_load(path, map_location, "a labkit checkpoint", "retrain or copy it again", zip_only=True)
     if not isinstance(checkpoint, dict) or FORMAT_KEY not in checkpoint:
         raise CheckpointError(
             f"{path} is a PyTorch file but not a labkit checkpoint (it has no {FORMAT_KEY!r}); "

@@ -11,6 +11,7 @@ epochs.
 """
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -37,8 +38,11 @@ def note_non_finite(first: torch.Tensor, loss: torch.Tensor, step: int) -> torch
     return torch.where((first == NO_STEP) & ~torch.isfinite(loss), step, first)
 
 
-def check_epoch(total_loss: torch.Tensor, first: torch.Tensor, model: nn.Module, steps: int) -> None:
-    """Raise if the epoch's summed loss or any weight or statistic of `model` is not finite.
+def check_epoch(total_loss: torch.Tensor, first: torch.Tensor, model: nn.Module, steps: int,
+                all_ranks_sum: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor) -> None:
+    """Raise if the epoch's summed loss or any weight or statistic of `model` is not finite, on
+    any rank (`all_ranks_sum`: `WorldInfo.all_reduce_sum`), so that every rank stops together:
+    batch-norm statistics differ between ranks where they are not synchronised (CPU processes).
 
     Raises:
         TrainingDiverged: with the step (of `steps`) where it happened and the loss; the caller
@@ -46,7 +50,7 @@ def check_epoch(total_loss: torch.Tensor, first: torch.Tensor, model: nn.Module,
     """
     tensors = [tensor for tensor in model.state_dict().values() if tensor.is_floating_point()]
     finite = torch.isfinite(total_loss) & torch.stack([tensor.isfinite().all() for tensor in tensors]).all()
-    if bool(finite):  # one wait for the device, at the end of the epoch
+    if int(all_ranks_sum((~finite).to(torch.int64))) == 0:  # one wait for the device, at the end of the epoch
         return
     step = int(first) or steps  # NO_STEP: every loss was finite, so the epoch's last step broke the weights
     raise TrainingDiverged(f"the loss or the weights are not finite after step {step} of {steps}", step, steps,

@@ -20,6 +20,7 @@ DISK_ERRORS = {
     errno.EDQUOT: "the disk quota is used up",
     errno.EFBIG: "the file would exceed the file-size limit (ulimit -f)",
     errno.EROFS: "the file system is read-only",
+    errno.ENAMETOOLONG: "the name is too long for the file system",
 }
 TEMPORARY_SUFFIX = ".tmp"
 # The fix for a run folder's file that could not be written: what a run saved so far is kept.
@@ -111,7 +112,7 @@ def process_alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):  # gone, or no pid at all (x.99999999999999999999.tmp)
         return False
     except PermissionError:  # another user's live process
         return True

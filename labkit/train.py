@@ -55,10 +55,10 @@ def run_dir_for(config: TrainConfig) -> Path:
 def load_training_data(config: TrainConfig, device: torch.device, progress: bool = True) -> TrainingData:
     """Decode (or read from cache) the train and valid splits and move them to `device`."""
     root = data.resolve_root(config.data_root)
+    trainval = data.load_split(root, "trainval", size=config.image_size, progress=progress)  # read and checked once
     splits = {}
     for split in ("train", "valid"):
-        arrays = data.split_arrays(root, split, size=config.image_size, valid_fold=config.valid_fold,
-                                   folds=config.folds, progress=progress)
+        arrays = data.fold_of(trainval, split, config.valid_fold, config.folds)
         splits[split] = (arrays, SplitTensors(*data.to_tensors(arrays, border=config.border, device=device)))
     train = splits["train"][1]
     if config.train_limit is not None:
@@ -231,7 +231,7 @@ def train_one_epoch(state: TrainingState, train: SplitTensors, batch_size: int, 
                 if shown is not None and (step % LOSS_DISPLAY_STEPS == 0 or step == len(batches)):
                     shown.refresh(bar, total, seen)
     total, seen = state.world.all_reduce_sum(total), int(state.world.all_reduce_sum(torch.tensor(seen)))
-    divergence.check_epoch(total, first_non_finite, state.model, len(batches))
+    divergence.check_epoch(total, first_non_finite, state.model, len(batches), state.world.all_reduce_sum)
     return total.item() / seen
 
 

@@ -193,8 +193,24 @@ def trained_checkpoint(model: str, run: NotebookRun, retrain: bool = False,
     return result.best_checkpoint
 
 
+# The notebooks of the clone this labkit was installed from (`pip install -e .`).
+CLONE_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
 def notebook_paths() -> list[Path]:
-    return sorted((paths.project_dir() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    """The numbered notebooks: the project's own (`$LABKIT_HOME/notebooks` where that folder holds
+    some), else the clone's, so that a LABKIT_HOME kept apart for data and reports still runs them.
+
+    Raises:
+        FileNotFoundError: neither folder holds a numbered notebook; names both.
+    """
+    folders = list(dict.fromkeys([paths.project_dir() / "notebooks", CLONE_NOTEBOOKS]))
+    for folder in folders:
+        found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+        if found:
+            return found
+    raise FileNotFoundError(f"no numbered notebooks (00_*.ipynb, 01_*.ipynb, ...) in {' or '.join(map(str, folders))}; "
+                            "run the workbook from the project's clone")
 
 
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # the kernel's own log: errors only
@@ -276,18 +292,20 @@ def run_notebooks(profile: str = "auto", timeout: int = 3600, in_place: bool = F
         in_place: overwrite the notebooks in notebooks/ with their outputs (how the committed
             outputs are refreshed) instead of writing copies to reports/notebooks/.
     """
+    notebooks = notebook_paths()  # before anything is made: a missing folder is said at once
     environment = kernel_environment(profile)
     root = data.resolve_root()
     if data.is_synthetic(root):
         print(f"No real dataset in {data.default_root()}: the workbook runs on the synthetic set at {root}.\n"
               "For the real photos run `python -m labkit download` (~800 MB), then `make lab` again.")
-    output = paths.project_dir() / "notebooks" if in_place else paths.reports_dir() / "notebooks"
-    executed, notebooks = [], notebook_paths()
+    output = paths.reports_dir() / "notebooks"
+    executed = []
     for number, source in enumerate(notebooks, start=1):
         print(f"[{number}/{len(notebooks)}] {source.name}", flush=True)
         started = time.perf_counter()
-        execute_notebook(source, output / source.name, timeout, environment, show_progress=True)
+        target = source if in_place else output / source.name  # in place: the very file that was run
+        execute_notebook(source, target, timeout, environment, show_progress=True)
         print(f"{source.name}: {time.perf_counter() - started:.0f} s", flush=True)
-        executed.append(output / source.name)
-    print(f"Executed notebooks: {output}\nFigures: {paths.figures_dir()}")
+        executed.append(target)
+    print(f"Executed notebooks: {executed[0].parent if executed else output}\nFigures: {paths.figures_dir()}")
     return executed

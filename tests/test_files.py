@@ -61,3 +61,18 @@ def test_a_file_where_the_folder_should_be_is_refused_as_such(tmp_path):
     (tmp_path / "cache").write_text("a file")
     with pytest.raises(NotADirectoryError, match=r"cache \(a file stands where the folder should be\); set it"):
         writable_folder(tmp_path / "cache", "the cache", "set it")
+
+
+def test_a_temporary_named_with_a_number_no_process_can_have_is_an_orphan_not_a_traceback(tmp_path):
+    stray = tmp_path / "best.pt.99999999999999999999.tmp"  # os.kill would raise OverflowError
+    stray.write_bytes(b"partial")
+    assert is_orphan(stray) and remove_orphans(tmp_path) == [stray]
+
+
+def test_a_name_too_long_for_the_file_system_ends_in_one_error_naming_it(tmp_path):
+    """The temporary's `.<pid>.tmp` makes a name that just fits (255 bytes) one that does not."""
+    path = tmp_path / ("p" * 250 + ".png")
+    with pytest.raises(WriteError, match="the name is too long for the file system writing") as raised:
+        write_atomically(path, lambda file: file.write(b"png"), "choose a shorter name")
+    assert raised.value.errno == errno.ENAMETOOLONG and "\n" not in str(raised.value)
+    assert not list(tmp_path.iterdir())

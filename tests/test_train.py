@@ -503,3 +503,32 @@ class RunsCode:
 
     def __reduce__(self):
         return exec, (self.code,)
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy (torch < 1.6)"])
+def test_a_pretrained_state_dict_in_either_format_of_torch_save_loads_and_one_that_runs_code_does_not(tmp_path,
+                                                                                                    zip_format):
+    from labkit.checkpoint import CheckpointError
+    from labkit.pretrained import load_state_dict_file
+
+    weights = {"conv1.weight": torch.arange(6.0).reshape(2, 3)}
+    torch.save(weights, tmp_path / "resnet34.pth", _use_new_zipfile_serialization=zip_format)
+    assert torch.equal(load_state_dict_file(tmp_path / "resnet34.pth")["conv1.weight"], weights["conv1.weight"])
+    marker = tmp_path / "ran"
+    torch.save({"conv1.weight": RunsCode(f"open({str(marker)!r}, 'w').close()")}, tmp_path / "bad.pth",
+               _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointError, match="nothing in it was run"):
+        load_state_dict_file(tmp_path / "bad.pth")
+    assert not marker.exists()
+
+
+def test_weights_broken_on_another_rank_stop_this_rank_too(config):
+    """Without SyncBatchNorm (CPU processes) each rank has its own statistics; all must stop together."""
+    from labkit import divergence
+
+    model = build_model("unet", base_width=4)  # every weight finite here
+    another_rank_broken = lambda local: local + 1  # noqa: E731 - the sum over ranks, one of which is not finite
+    with pytest.raises(TrainingDiverged):
+        divergence.check_epoch(torch.tensor(1.0), divergence.no_step_yet(torch.device("cpu")), model, 10,
+                               another_rank_broken)
+    divergence.check_epoch(torch.tensor(1.0), divergence.no_step_yet(torch.device("cpu")), model, 10)

@@ -82,6 +82,35 @@ def test_workbook_executes_notebooks_in_order_into_reports(synthetic_root, tmp_p
     assert outputs == ["smoke\n", "42\n"]
 
 
+def test_a_labkit_home_without_notebooks_runs_the_clones_notebooks(tmp_path, monkeypatch):
+    """LABKIT_HOME keeps data, checkpoints and reports apart; the notebooks still come from the clone."""
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    found = workbook.notebook_paths()
+    assert [path.parent for path in found] == [workbook.CLONE_NOTEBOOKS] * 7
+    assert [path.name[:2] for path in found] == ["00", "01", "02", "03", "04", "05", "06"]
+
+
+def test_no_notebooks_anywhere_is_an_error_naming_where_it_looked_not_an_empty_success(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(workbook, "CLONE_NOTEBOOKS", tmp_path / "clone" / "notebooks")
+    with pytest.raises(FileNotFoundError, match=r"no numbered notebooks .* in .*home/notebooks or .*clone/notebooks"):
+        workbook.run_notebooks(profile="smoke")
+
+
+def test_in_place_stores_the_outputs_in_the_notebook_that_ran(synthetic_root, tmp_path, monkeypatch):
+    """With a LABKIT_HOME of its own, the clone's notebooks run, and in place means theirs."""
+    import nbformat
+
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LABKIT_DATA", str(synthetic_root))
+    monkeypatch.setattr(workbook, "CLONE_NOTEBOOKS", tmp_path / "clone" / "notebooks")
+    write_notebook(tmp_path / "clone" / "notebooks" / "00_only.ipynb", "print(6 * 7)")
+    executed = workbook.run_notebooks(profile="smoke", timeout=120, in_place=True)
+    assert executed == [tmp_path / "clone" / "notebooks" / "00_only.ipynb"]
+    assert nbformat.read(executed[0], as_version=4).cells[0].outputs[0]["text"] == "42\n"
+    assert not (tmp_path / "home" / "notebooks").exists()
+
+
 def test_the_workbook_stores_figures_inline_even_when_a_script_backend_is_set(synthetic_root, tmp_path, monkeypatch):
     import nbformat
 
