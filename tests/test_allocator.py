@@ -98,7 +98,10 @@ def test_importing_labkit_leaves_malloc_and_the_environment_as_they_were():
     imported = run_python(AFTER_IMPORTING_LABKIT, clean_environment())
     default = run_python(AFTER_TURNING_IT_ON, clean_environment(LABKIT_MALLOC="default"))
     assert imported["applied"] is False and imported["environment_changed"] is False
-    assert imported["faults"] * 2 > default["faults"], (imported, default)  # glibc's page faults, not a tenth
+    # glibc's page faults, not the tenth of them that labkit's settings leave; page faults of the same
+    # run vary by up to about 2x on a loaded machine (196,265 against 417,100 seen in CI), so the bar
+    # is a quarter, still far above a tenth.
+    assert imported["faults"] * 4 > default["faults"], (imported, default)
 
 
 def test_labkit_train_trains_with_freed_memory_reused(synthetic_root, tmp_path):
