@@ -58,7 +58,7 @@ print(json.dumps({"faults": faults, "applied": allocator.applied}))
 # `python -m labkit train` as its __main__ runs it (cli.main), with the page faults of each epoch counted.
 FAULTS_PER_EPOCH_OF_LABKIT_TRAIN = """
 import json, resource, sys
-from labkit import cli, train
+from labkit import allocator, cli, train
 
 faults, run_epoch = [], train.run_epoch
 
@@ -69,7 +69,8 @@ def counted(*args, **kwargs):
     return record
 
 train.run_epoch = counted
-print(json.dumps({"code": cli.main(sys.argv[1:]), "faults": faults}))
+code = cli.main(sys.argv[1:])
+print(json.dumps({"code": code, "faults": faults, "reused": allocator.in_effect()}))
 """
 
 
@@ -111,8 +112,11 @@ def test_labkit_train_trains_with_freed_memory_reused(synthetic_root, tmp_path):
     default = run_python(FAULTS_PER_EPOCH_OF_LABKIT_TRAIN, clean_environment(LABKIT_MALLOC="default"), *command,
                          "--run-name", "default")
     assert tuned["code"] == default["code"] == 0
-    # The first epochs fill the heap both ways; the last one shows the difference.
-    assert tuned["faults"][-1] * 10 < default["faults"][-1], (tuned, default)
+    assert tuned["reused"] is True and default["reused"] is False
+    # glibc raises its own thresholds as training frees large blocks, so by the last epoch both may
+    # fault little (CI saw [79955, 3456, 0] against [120644, 32161, 0]); over the run the tuned one
+    # faults clearly less, where a command line that did not turn reuse on would fault as much.
+    assert sum(tuned["faults"]) * 1.25 < sum(default["faults"]), (tuned, default)
 
 
 def test_the_workbooks_kernels_start_with_freed_memory_reused(synthetic_root, tmp_path, monkeypatch):
