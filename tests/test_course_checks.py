@@ -3,6 +3,7 @@ catches, publicly or in its hidden cases, the wrong answer it exists for; run he
 runs them, on answers defined in cells."""
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +90,17 @@ def test_no_message_shows_a_line_of_a_masters_answer():
         except CheckFailed as failed:
             shown = [line for line in solution_lines if line in str(failed)]
             assert not shown, (answer.label, shown)
+
+
+def test_no_line_of_the_checks_code_is_a_line_of_a_masters_answer():
+    """A traceback or a curious student reading labkit/course/ must not find the answer written out."""
+    solution_lines = {line.strip().split("  #")[0] for exercise_id, exercise in EXERCISES.items()
+                      for line in master_answers(NOTEBOOKS / exercise.notebook)[exercise_id].splitlines()
+                      if len(line.strip()) >= 25 and not line.strip().startswith(("#", '"""', "def ", "class "))}
+    course = Path(checks.__file__).resolve().parents[1]
+    copied = [(path.name, line.strip()) for path in course.rglob("*.py") for line in path.read_text().splitlines()
+              if line.strip().split("  #")[0] in solution_lines]
+    assert not copied, copied
 
 
 def test_an_exception_in_the_students_code_is_one_line_naming_what_was_done():

@@ -10,9 +10,8 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from labkit import data, losses, metrics, train
+from labkit import data, evaluate, losses, metrics, train
 from labkit.course.checks.core import Checker, case_seed, check, short
 from labkit.course.subjects import as_subject, reference_subject
 
@@ -253,10 +252,9 @@ def check_dice_iou(dice_per_image, iou_per_image, *, seed: int | None = None, hi
 
 
 def masks_at(logits: torch.Tensor, height: int, width: int, threshold: float = 0.5) -> torch.Tensor:
-    """The reference: logits resized bilinearly to the photo's size, then their sigmoid thresholded
-    (`labkit.predict.predict_probability` does the same one photo at a time)."""
-    resized = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
-    return torch.sigmoid(resized)[:, 0] > threshold
+    """The reference: labkit's `evaluate.mask_at_size` (logits resized bilinearly to the photo's
+    size, then their sigmoid thresholded), photo by photo."""
+    return torch.stack([evaluate.mask_at_size(image, (height, width), threshold=threshold) for image in logits])
 
 
 @check
