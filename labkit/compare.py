@@ -22,6 +22,7 @@ class PairedDifference:
     mean: float
     standard_error: float
     count: int
+    pairs: str = "photos"  # what was paired: photos, or the folds of a cross-validation
 
     @property
     def standard_errors(self) -> float:
@@ -39,14 +40,14 @@ class PairedDifference:
         when it is clear; otherwise that the two cannot be told apart."""
         if not self.is_clear():
             return (f"no clear difference: {abs(self.mean):.3f} {unit}, {abs(self.standard_errors):.1f} paired standard "
-                    f"errors, within the noise of {self.count} photos")
+                    f"errors, within the noise of {self.count} {self.pairs}")
         return (f"{if_higher if self.mean > 0 else if_lower}, by {abs(self.mean):.3f} {unit} "
                 f"({abs(self.standard_errors):.1f} paired standard errors)")
 
     def __str__(self) -> str:
         places = decimal_places(self.standard_error)
         return (f"{self.mean:+.{places}f} ± {self.standard_error:.{places}f} ({self.standard_errors:+.1f} SE, "
-                f"{self.count} photos)")
+                f"{self.count} {self.pairs})")
 
 
 def decimal_places(value: float, significant: int = 2, at_least: int = 4) -> int:
@@ -58,25 +59,27 @@ def decimal_places(value: float, significant: int = 2, at_least: int = 4) -> int
     return min(MAX_DECIMAL_PLACES, max(at_least, significant - 1 - math.floor(math.log10(abs(value)))))
 
 
-def paired_difference(before, after) -> PairedDifference:
+def paired_difference(before, after, pairs: str = "photos") -> PairedDifference:
     """The mean per-photo difference `after - before` and its standard error (s / sqrt(n)).
 
     Args:
         before, after: one score per photo, the same photos in the same order.
+        pairs: what the scores pair up, for the words: "photos", or "folds" for two recipes
+            cross-validated on the same folds.
 
     Raises:
         ValueError: the two lists differ in length or hold fewer than two photos.
     """
     before, after = [float(value) for value in before], [float(value) for value in after]
     if len(before) != len(after):
-        raise ValueError(f"paired scores must come from the same photos: got {len(before)} and {len(after)} scores")
+        raise ValueError(f"paired scores must come from the same {pairs}: got {len(before)} and {len(after)} scores")
     if len(before) < 2:
-        raise ValueError(f"a standard error needs at least two photos, got {len(before)}")
+        raise ValueError(f"a standard error needs at least two {pairs}, got {len(before)}")
     differences = [b - a for a, b in zip(before, after)]
     mean, error = statistics.fmean(differences), standard_error(differences)
     if error <= ROUNDING_NOISE * max(abs(mean), 1.0):  # the same shift on every photo, up to float rounding
         error = 0.0
-    return PairedDifference(mean, error, len(differences))
+    return PairedDifference(mean, error, len(differences), pairs)
 
 
 def standard_error(values) -> float:

@@ -10,9 +10,11 @@ import json
 from labkit.config import TrainConfig, make_config
 from labkit.train import epoch_plan
 
-# TrainConfig fields that say where and under which name a run happened, not how it learned; the
-# budget is compared separately, in optimiser steps.
-NOT_RECIPE = ("seed", "run_name", "data_root", "device", "output_dir", "compile", "epochs", "train_steps")
+# TrainConfig fields that say where, on which photos and under which name a run happened, not how
+# it learned (a cross-validation holds out each fold in turn with one recipe); the budget is compared
+# separately, in optimiser steps.
+NOT_RECIPE = ("seed", "run_name", "data_root", "device", "output_dir", "compile", "folds", "valid_fold", "epochs",
+              "train_steps")
 
 
 def learned_fields(config: TrainConfig) -> dict:
@@ -21,12 +23,17 @@ def learned_fields(config: TrainConfig) -> dict:
     return {key: value for key, value in values.items() if key not in NOT_RECIPE}
 
 
-def same_recipe(recipe: TrainConfig, current: TrainConfig, train_count: int) -> bool:
-    """Whether two configurations train alike on `train_count` photos: the same learned fields and
-    the same number of optimiser steps, so 40 epochs and the 440 steps they make on 180 photos are
-    one recipe."""
-    same_steps = sum(epoch_plan(recipe, train_count)) == sum(epoch_plan(current, train_count))
-    return same_steps and learned_fields(recipe) == learned_fields(current)
+def recipe_changes(recipe: TrainConfig, current: TrainConfig, train_count: int) -> dict:
+    """What `recipe` does differently from `current` on `train_count` photos: its value of each
+    learned field that differs, and its `train_steps` when the two take different numbers of
+    optimiser steps (40 epochs and the 440 steps they make on 180 photos are one budget). Empty:
+    the two train alike."""
+    theirs, ours = learned_fields(recipe), learned_fields(current)
+    changes = {key: value for key, value in theirs.items() if ours.get(key) != value}
+    steps = sum(epoch_plan(recipe, train_count))
+    if steps != sum(epoch_plan(current, train_count)):
+        changes["train_steps"] = steps
+    return changes
 
 
 def report_recipe(report: dict, model: str, profile: str) -> TrainConfig:
@@ -43,4 +50,10 @@ def report_recipe(report: dict, model: str, profile: str) -> TrainConfig:
 def trains_like_profile(report: dict, model: str, profile: str, train_count: int) -> bool:
     """Did a quality report's runs of `model` train as `profile` trains it now, on `train_count`
     training photos?"""
-    return same_recipe(report_recipe(report, model, profile), make_config(model, profile), train_count)
+    return not changes_from_profile(report, model, profile, train_count)
+
+
+def changes_from_profile(report: dict, model: str, profile: str, train_count: int) -> dict:
+    """How a quality report's runs of `model` differ from `profile` as it trains now, on
+    `train_count` training photos: {} when they trained as the profile does."""
+    return recipe_changes(report_recipe(report, model, profile), make_config(model, profile), train_count)

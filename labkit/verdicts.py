@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from labkit.compare import CLEAR_AT, PairedDifference
+from labkit.compare import CLEAR_AT, PairedDifference, paired_difference
 from labkit.history import EpochRecord
 from labkit.metrics import dice_from_counts
 
@@ -194,3 +194,19 @@ def describe_seed_difference(reference: dict[str, float], variant: dict[str, flo
     if abs(errors) <= CLEAR_AT:
         return f"{numbers}: within the spread over seeds"
     return f"{numbers}: clearly {'higher' if difference > 0 else 'lower'}"
+
+
+def describe_fold_difference(reference: list[float], variant: list[float]) -> str:
+    """A variant's valid Dice against its reference recipe's over the folds of one cross-validation.
+
+    Both recipes held out the same folds, so the folds pair up: a fold of hard photos is hard for
+    both, and the standard error of the per-fold differences leaves that shared part out. The
+    difference is clear beyond CLEAR_AT of those standard errors.
+
+    Args:
+        reference, variant: valid Dice per fold, in the order of the folds.
+    """
+    difference = paired_difference(reference, variant, pairs="folds")
+    if not difference.is_clear():
+        return f"{difference}: within the spread over folds"
+    return f"{difference}: clearly {'higher' if difference.mean > 0 else 'lower'}"

@@ -216,11 +216,20 @@ def notebook_paths() -> list[Path]:
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # the kernel's own log: errors only
 
 
+# Folders a kernel reads from its environment. A kernel works in notebooks/, so a relative folder
+# given where the workbook was started is made absolute before it gets there.
+FOLDER_VARIABLES = ("LABKIT_DATA", "LABKIT_HOME", "LABKIT_CACHE")
+
+
 def kernel_environment(profile: str) -> dict[str, str]:
-    """What a workbook kernel starts with: this process's environment, `LABKIT_PROFILE`,
-    `LABKIT_HEADLESS`, labkit's memory reuse (`labkit.allocator`), and no script backend for matplotlib, since the notebooks
-    are run to be read and their figures must be stored inline (MPLBACKEND=Agg would prevent it)."""
+    """What a workbook kernel starts with: this process's environment with its folders made
+    absolute (FOLDER_VARIABLES), `LABKIT_PROFILE`, `LABKIT_HEADLESS`, labkit's memory reuse
+    (`labkit.allocator`), and no script backend for matplotlib, since the notebooks are run to be
+    read and their figures must be stored inline (MPLBACKEND=Agg would prevent it)."""
     environment = {name: value for name, value in os.environ.items() if name != "MPLBACKEND"}
+    for name in FOLDER_VARIABLES:
+        if environment.get(name):
+            environment[name] = str(Path(environment[name]).expanduser().absolute())
     environment["LABKIT_PROFILE"] = profile
     environment["LABKIT_HEADLESS"] = "1"  # no one moves the sliders: figures without live widgets (labkit.viz)
     return allocator.environment_for_children(environment)

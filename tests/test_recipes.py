@@ -1,7 +1,7 @@
 """labkit.recipes: a study run is matched to a profile by what it learned and the steps it took."""
 
 from labkit.config import make_config
-from labkit.recipes import trains_like_profile
+from labkit.recipes import changes_from_profile, trains_like_profile
 
 
 def old_report(overrides: dict, epochs: int, model: str = "unet") -> dict:
@@ -21,3 +21,17 @@ def test_a_study_run_is_matched_to_the_profile_by_recipe_and_steps():
     assert trains_like_profile({"overrides": {"epochs": 40}, "rows": [{"model": "unet", "config": saved}]},
                                "unet", "cpu", 180)
 
+
+def test_a_study_run_names_what_it_changed_from_the_profile():
+    assert changes_from_profile(old_report({"augment_strength": 0.5, "epochs": 40}, 40), "unet", "cpu", 180) == {}
+    assert changes_from_profile(old_report({"augment_strength": 1.0, "epochs": 60}, 60), "unet", "cpu", 180) == {
+        "augment_strength": 1.0, "train_steps": 660}
+    larger = make_config("resnet34_unet", "cpu").image_size + 32
+    saved = make_config("resnet34_unet", "cpu", image_size=larger).to_dict()
+    assert changes_from_profile({"overrides": {}, "rows": [{"model": "resnet34_unet", "config": saved}]},
+                                "resnet34_unet", "cpu", 160) == {"image_size": larger}
+
+
+def test_the_folds_of_a_cross_validation_are_not_a_change_of_recipe():
+    saved = make_config("unet", "cpu", folds=5, valid_fold=3).to_dict()
+    assert changes_from_profile({"overrides": {}, "rows": [{"model": "unet", "config": saved}]}, "unet", "cpu", 160) == {}

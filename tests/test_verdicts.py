@@ -5,8 +5,8 @@ import torch
 
 from labkit.history import EpochRecord
 from labkit.verdicts import (
-    clock_against_count, describe_gap_change, describe_pooled_gap, describe_seed_difference, overfitting, pooled_gap,
-    pooled_gap_change,
+    clock_against_count, describe_fold_difference, describe_gap_change, describe_pooled_gap, describe_seed_difference,
+    overfitting, pooled_gap, pooled_gap_change,
 )
 
 
@@ -142,3 +142,16 @@ def test_a_higher_mean_with_a_wide_spread_over_seeds_is_not_a_finding():
 def test_a_spread_over_one_seed_is_refused():
     with pytest.raises(ValueError, match="two runs"):
         describe_seed_difference({"mean": 0.8, "std": 0.0}, {"mean": 0.9, "std": 0.0}, 1)
+
+
+def test_a_variant_higher_on_every_fold_is_clearly_higher_though_the_folds_differ_more():
+    # The folds differ by 0.08 from the easiest to the hardest; the variant gains 0.008 to 0.012 on
+    # each: paired, a clear gain; as two unpaired means (a spread of 0.03 each) it would be 0.5 SE.
+    reference = [0.80, 0.82, 0.84, 0.86, 0.88]
+    variant = [0.811, 0.828, 0.852, 0.869, 0.890]
+    assert describe_fold_difference(reference, variant) == "+0.01000 ± 0.00071 (+14.1 SE, 5 folds): clearly higher"
+
+
+def test_a_variant_that_wins_some_folds_and_loses_others_is_within_the_spread_over_folds():
+    sentence = describe_fold_difference([0.80, 0.82, 0.84, 0.86, 0.88], [0.83, 0.80, 0.86, 0.84, 0.89])
+    assert sentence.endswith("5 folds): within the spread over folds")

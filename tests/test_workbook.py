@@ -122,6 +122,21 @@ def test_the_workbook_stores_figures_inline_even_when_a_script_backend_is_set(sy
     assert "inline" in nbformat.read(executed, as_version=4).cells[0].outputs[0]["text"]
 
 
+def test_relative_folders_in_the_environment_mean_where_the_workbook_was_started(synthetic_root, tmp_path, monkeypatch):
+    """`LABKIT_DATA=../data make lab`: the kernels work in notebooks/, the folders were named from the clone."""
+    import nbformat
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LABKIT_HOME", "home")
+    monkeypatch.setenv("LABKIT_DATA", os.path.relpath(synthetic_root, tmp_path))
+    write_notebook(tmp_path / "home" / "notebooks" / "00_where.ipynb",
+                   "import os\nfrom labkit import data, paths\nprint(data.resolve_root(os.environ['LABKIT_DATA']))\n"
+                   "print(paths.project_dir())")
+    [executed] = workbook.run_notebooks(profile="smoke", timeout=120)
+    printed = nbformat.read(executed, as_version=4).cells[0].outputs[0]["text"].split()
+    assert printed == [str(synthetic_root.resolve()), str((tmp_path / "home").resolve())]
+
+
 def test_a_failing_notebook_names_itself_and_keeps_its_executed_copy(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     monkeypatch.setenv("LABKIT_DATA", str(synthetic_root))
