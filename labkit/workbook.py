@@ -221,17 +221,25 @@ QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # the kernel's own log: errors
 FOLDER_VARIABLES = ("LABKIT_DATA", "LABKIT_HOME", "LABKIT_CACHE")
 
 
-def kernel_environment(profile: str) -> dict[str, str]:
+def kernel_environment(profile: str, headless: bool = True) -> dict[str, str]:
     """What a workbook kernel starts with: this process's environment with its folders made
-    absolute (FOLDER_VARIABLES), `LABKIT_PROFILE`, `LABKIT_HEADLESS`, labkit's memory reuse
-    (`labkit.allocator`), and no script backend for matplotlib, since the notebooks are run to be
-    read and their figures must be stored inline (MPLBACKEND=Agg would prevent it)."""
-    environment = {name: value for name, value in os.environ.items() if name != "MPLBACKEND"}
+    absolute (FOLDER_VARIABLES), `LABKIT_PROFILE`, labkit's memory reuse (`labkit.allocator`), and
+    no script backend for matplotlib, since the notebooks are run to be read and their figures must
+    be stored inline (MPLBACKEND=Agg would prevent it).
+
+    Args:
+        headless: set `LABKIT_HEADLESS`, so that slider cells show their first picture without a
+            live widget (labkit.viz); False removes it, so that they store the widget with it.
+    """
+    from labkit.viz import HEADLESS
+
+    environment = {name: value for name, value in os.environ.items() if name not in ("MPLBACKEND", HEADLESS)}
     for name in FOLDER_VARIABLES:
         if environment.get(name):
             environment[name] = str(Path(environment[name]).expanduser().absolute())
     environment["LABKIT_PROFILE"] = profile
-    environment["LABKIT_HEADLESS"] = "1"  # no one moves the sliders: figures without live widgets (labkit.viz)
+    if headless:
+        environment[HEADLESS] = "1"
     return allocator.environment_for_children(environment)
 
 
@@ -299,10 +307,12 @@ def run_notebooks(profile: str = "auto", timeout: int = 3600, in_place: bool = F
 
     Args:
         in_place: overwrite the notebooks in notebooks/ with their outputs (how the committed
-            outputs are refreshed) instead of writing copies to reports/notebooks/.
+            outputs are refreshed) instead of writing copies to reports/notebooks/. Their slider
+            cells then store the live widget beside the first picture, for the people who open
+            them; copies in reports/ show the picture only, as no one moves a slider in `make lab`.
     """
     notebooks = notebook_paths()  # before anything is made: a missing folder is said at once
-    environment = kernel_environment(profile)
+    environment = kernel_environment(profile, headless=not in_place)
     root = data.resolve_root()
     if data.is_synthetic(root):
         print(f"No real dataset in {data.default_root()}: the workbook runs on the synthetic set at {root}.\n"

@@ -111,6 +111,27 @@ def test_in_place_stores_the_outputs_in_the_notebook_that_ran(synthetic_root, tm
     assert not (tmp_path / "home" / "notebooks").exists()
 
 
+SLIDER_CELL = ("import ipywidgets, matplotlib.pyplot as plt\nfrom labkit import viz\n"
+               "def draw(index):\n    fig, ax = plt.subplots()\n    ax.plot([0, index])\n    return fig\n"
+               "viz.figure_sliders(draw, index=ipywidgets.IntSlider(1, min=0, max=3))")
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["in place", "copies in reports"])
+def test_slider_cells_store_their_widget_in_place_and_only_the_picture_in_copies(synthetic_root, tmp_path, monkeypatch,
+                                                                                in_place):
+    """The committed notebooks are opened by people who move the sliders; `make lab`'s copies are not."""
+    import nbformat
+
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.setenv("LABKIT_DATA", str(synthetic_root))
+    monkeypatch.setenv("LABKIT_HEADLESS", "1")  # as `make test` sets it
+    write_notebook(tmp_path / "notebooks" / "00_slider.ipynb", SLIDER_CELL)
+    [executed] = workbook.run_notebooks(profile="smoke", timeout=120, in_place=in_place)
+    [output] = nbformat.read(executed, as_version=4).cells[0].outputs
+    assert "image/png" in output["data"]
+    assert ("application/vnd.jupyter.widget-view+json" in output["data"]) == in_place
+
+
 def test_the_workbook_stores_figures_inline_even_when_a_script_backend_is_set(synthetic_root, tmp_path, monkeypatch):
     import nbformat
 
