@@ -29,8 +29,9 @@ class QualityTarget:
 # standard error about 0.013); the gpu profile trains wider models for longer at twice the size,
 # so falling more than three standard errors (0.04) below those would be a fault.
 QUALITY_TARGETS = {
-    "sample": QualityTarget({"unet": 0.80, "resnet34_unet": 0.75},
-                            "the cpu profile's measured test Dice on this sample (0.843, 0.795) less 3 standard errors"),
+    "sample": QualityTarget({"unet": 0.79, "resnet34_unet": 0.76},
+                            "the cpu profile's measured test Dice on this sample (0.839, 0.808) less 3 standard errors, "
+                            "rounded down"),
     "synthetic": QualityTarget({"unet": 0.90, "resnet34_unet": 0.90},
                                "the cpu profile passes valid Dice 0.90 on the small synthetic set (tests/test_train.py)"),
     "other": QualityTarget(None, "no run on this data has been measured; the scores are recorded, not judged"),
