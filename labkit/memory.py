@@ -10,10 +10,11 @@ import os
 import torch
 
 from labkit import data
-from labkit.config import PROFILES, TrainConfig, default_value
+from labkit.config import PROFILES, TrainConfig, make_config
 from labkit.data.cache import decoded_bytes, format_size
 from labkit.data.roots import chosen_root
 from labkit.device import resolve_device
+from labkit.models import MODELS
 
 
 def physical_memory() -> int | None:
@@ -50,7 +51,7 @@ def check_decoded_splits_fit(config: TrainConfig) -> None:
     photos = training_photos(config)
     needed = decoded_bytes(photos, config.image_size)
     device = resolve_device(config.device)
-    sizes = sorted({preset.get("image_size", default_value("image_size")) for preset in PROFILES.values()})
+    sizes = sorted({make_config(model, profile).image_size for profile in PROFILES for model in MODELS})
     memories = {"this machine's memory": physical_memory(), f"the memory of {device}": device_memory(device)}
     for where, memory in memories.items():
         if memory is not None and needed > memory:

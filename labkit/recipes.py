@@ -1,8 +1,7 @@
 """Did a saved run train as a profile trains now? Comparing training recipes across time.
 
 The study reports under reports/bench/ (`python -m labkit bench quality`) keep each run's whole
-configuration, or, the oldest of them, only their overrides and the epochs each run trained.
-Notebook 03 marks which study runs trained exactly as its profile trains today.
+configuration. Notebook 03 marks which study runs trained exactly as a reference recipe, e.g. its profile today.
 """
 
 import json
@@ -36,24 +35,19 @@ def recipe_changes(recipe: TrainConfig, current: TrainConfig, train_count: int) 
     return changes
 
 
-def report_recipe(report: dict, model: str, profile: str) -> TrainConfig:
-    """How a quality report's runs of `model` were trained: the saved configuration of its first
-    row, or, in older reports that keep only their overrides and each run's epochs, the profile
-    with those overrides."""
+def report_recipe(report: dict, model: str) -> TrainConfig:
+    """How a quality report's runs of `model` were trained: the configuration saved with its first row."""
     row = next(row for row in report["rows"] if row["model"] == model)
-    if "config" in row:
-        return TrainConfig.from_dict(row["config"])
-    settings = {key: value for key, value in report["overrides"].items() if key not in ("epochs", "train_steps")}
-    return make_config(model, profile, epochs=row["epochs"], **settings)
+    return TrainConfig.from_dict(row["config"])
 
 
-def trains_like_profile(report: dict, model: str, profile: str, train_count: int) -> bool:
-    """Did a quality report's runs of `model` train as `profile` trains it now, on `train_count`
-    training photos?"""
-    return not changes_from_profile(report, model, profile, train_count)
+def changes_from(report: dict, reference: TrainConfig, train_count: int) -> dict:
+    """How a quality report's runs of `reference.model` differ from the `reference` recipe on
+    `train_count` training photos: {} when they trained alike."""
+    return recipe_changes(report_recipe(report, reference.model), reference, train_count)
 
 
 def changes_from_profile(report: dict, model: str, profile: str, train_count: int) -> dict:
     """How a quality report's runs of `model` differ from `profile` as it trains now, on
     `train_count` training photos: {} when they trained as the profile does."""
-    return recipe_changes(report_recipe(report, model, profile), make_config(model, profile), train_count)
+    return changes_from(report, make_config(model, profile), train_count)

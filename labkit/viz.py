@@ -30,15 +30,50 @@ IGNORE_COLOUR = (128, 128, 128)
 PET_TINT = (0, 110, 255)
 OUTLINE_COLOUR = (255, 0, 220)
 MODEL_NAMES = {"unet": "UNet", "resnet34_unet": "ResNet34-UNet"}
-# Photos compress badly as PNG: grids of photos are drawn at 72 dpi (notebooks store what they
-# show), which keeps a notebook of real photos at a few hundred kB per figure.
+# Photos compress badly as PNG: figures of photos are drawn at 72 dpi, and a notebook stores each as
+# the smaller of its JPEG and its PNG (`stored_picture`): about a third for photos, while photos
+# enlarged into blocks of pixels stay PNG. Charts stay PNG, whose lines stay sharp. Files under
+# reports/figures/ are PNG whatever they show.
 PHOTO_DPI = 72
+PHOTO_JPEG = {"quality": 90, "subsampling": 0}  # Pillow's settings; full-resolution colour keeps mask edges crisp
 MASK_COLOURS = {"background": (0, 0, 0), "pet": (255, 255, 255), "ignored": IGNORE_COLOUR}
 TRIMAP_COLOURS = {1: ("pet", (240, 150, 40)), 2: ("background", (40, 60, 120)), 3: ("border", (250, 240, 120))}
 # Correct pixels are quiet (white pet, black background) so the mistakes stand out in colour.
 ERROR_COLOURS = {"true positive": (235, 235, 235), "false positive (extra pet)": (230, 40, 40),
                  "false negative (missed pet)": (40, 110, 255), "true negative": (0, 0, 0),
                  "ignored": IGNORE_COLOUR}
+
+
+class PhotoFigure(Figure):
+    """A figure made of photos (`photo_subplots`): a notebook stores it as a JPEG, not a PNG."""
+
+
+def photo_subplots(rows: int, columns: int, **kwargs):
+    """plt.subplots for a figure of photos: a PhotoFigure at PHOTO_DPI, laid out with constrained layout."""
+    return plt.subplots(rows, columns, FigureClass=PhotoFigure, dpi=PHOTO_DPI, layout="constrained", **kwargs)
+
+
+def store_photos_as_jpeg(shell=None) -> None:
+    """In this IPython kernel, show (and so store) each PhotoFigure as one picture, the smaller of
+    its JPEG and its PNG (`stored_picture`); other figures are untouched.
+
+    IPython picks a figure's formats by its type, most specific first, so a PhotoFigure's own
+    entries win over the PNG that the inline backend registers for every Figure; an entry that
+    returns None leaves its format out."""
+    from IPython import get_ipython
+
+    shell = shell or get_ipython()
+    if shell is None:
+        return
+
+    def only_as(mime: str) -> Callable[[Figure], str | None]:
+        def picture(fig: Figure) -> str | None:
+            chosen, data = stored_picture(fig)
+            return data if chosen == mime else None
+        return picture
+
+    for mime in ("image/png", "image/jpeg"):
+        shell.display_formatter.formatters[mime].for_type(PhotoFigure, only_as(mime))
 
 
 def model_label(key: str) -> str:
@@ -164,8 +199,7 @@ def show_samples(images, masks=None, titles=None, columns: int = 4) -> Figure:
     if count == 0:
         raise ValueError("show_samples needs at least one image")
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False, layout="constrained",
-                             dpi=PHOTO_DPI)
+    fig, axes = photo_subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
     for index, ax in enumerate(axes.flat):
         if index >= count:
             ax.remove()
@@ -185,7 +219,7 @@ def show_trimap(image, trimap, mask) -> Figure:
     for value, (_, rgb) in TRIMAP_COLOURS.items():
         coloured[trimap == value] = rgb
     mask = as_mask(mask, image)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), layout="constrained", dpi=PHOTO_DPI)
+    fig, axes = photo_subplots(1, 3, figsize=(11, 4.2))
     panels = [(image, "photo"), (coloured, "trimap"), (mask_to_rgb(mask), "binary mask")]
     for ax, (picture, title) in zip(axes, panels):
         ax.imshow(picture)
@@ -304,8 +338,7 @@ def show_predictions(images, truths, predictions, titles=None, dice=None) -> Fig
     count = len(images)
     if count == 0:
         raise ValueError("show_predictions needs at least one image")
-    fig, axes = plt.subplots(count, 5, figsize=(13, 2.7 * count + 0.6), squeeze=False, layout="constrained",
-                             dpi=PHOTO_DPI)
+    fig, axes = photo_subplots(count, 5, figsize=(13, 2.7 * count + 0.6), squeeze=False)
     headings = ["photo", "true mask", "predicted mask", "prediction on photo", "errors"]
     for row, ax_row in enumerate(axes):
         image = as_image(images[row])
@@ -457,9 +490,24 @@ def save_figure(fig: Figure, name: str, folder: str | Path | None = None) -> Pat
 
 def png_base64(fig: Figure) -> str:
     """The figure as a PNG, base64-encoded as Jupyter stores images, drawn as Jupyter draws it."""
+    return encoded(fig, "png")
+
+
+def encoded(fig: Figure, image_format: str, **savefig_kwargs) -> str:
+    """The figure in `image_format`, base64-encoded as Jupyter stores images, drawn as Jupyter draws it."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
+    fig.savefig(buffer, format=image_format, bbox_inches="tight", **savefig_kwargs)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def stored_picture(fig: Figure) -> tuple[str, str]:
+    """(mime type, base64 data) of the picture a notebook stores for `fig`: a PNG, or for a
+    PhotoFigure the smaller of its JPEG (PHOTO_JPEG) and its PNG."""
+    png = ("image/png", png_base64(fig))
+    if not isinstance(fig, PhotoFigure):
+        return png
+    jpeg = ("image/jpeg", encoded(fig, "jpeg", pil_kwargs=PHOTO_JPEG))
+    return min(jpeg, png, key=lambda picture: len(picture[1]))
 
 
 HEADLESS = "LABKIT_HEADLESS"  # set where notebooks run with no one to move a slider: make lab, nbval, grading
@@ -478,9 +526,10 @@ def figure_sliders(draw: Callable[..., Figure], **sliders) -> None:
     widget's messages can leave a notebook runner waiting for its whole time limit (nbclient
     issue 312), and no one is there to move it.
 
-    The cell's output carries, next to the widget, a PNG of the first picture. JupyterLab shows the
-    widget once the notebook is trusted (its cells run) and the PNG before, when it shows only
-    safe outputs; rendered copies (GitHub, nbviewer) show the PNG too.
+    The cell's output carries, next to the widget, the first picture (`stored_picture`: PNG, or
+    JPEG for photos). JupyterLab shows the widget once the notebook is trusted (its cells run) and
+    the picture before, when it shows only safe outputs; rendered copies (GitHub, nbviewer) show
+    the picture too.
     The first picture is drawn here, outside the widget, so an error in `draw` fails the cell.
 
     Args:
@@ -492,11 +541,10 @@ def figure_sliders(draw: Callable[..., Figure], **sliders) -> None:
     from IPython.display import display
 
     first = draw(**{name: slider.value for name, slider in sliders.items()})
-    picture = png_base64(first)
+    picture = dict([stored_picture(first)])
     plt.close(first)
     if headless():
-        display({"image/png": picture, "text/plain": "(the first picture; its sliders need a live Jupyter session)"},
-                raw=True)
+        display({**picture, "text/plain": "(the first picture; its sliders need a live Jupyter session)"}, raw=True)
         return
 
     def show(**values) -> None:
@@ -505,4 +553,4 @@ def figure_sliders(draw: Callable[..., Figure], **sliders) -> None:
         plt.close(fig)  # shown once above; an open figure would be drawn a second time
 
     view = ipywidgets.interactive(show, **sliders)
-    display({**view._repr_mimebundle_(), "image/png": picture}, raw=True)
+    display({**view._repr_mimebundle_(), **picture}, raw=True)

@@ -83,8 +83,12 @@ def setup_notebook(profile: str = "auto", data_root: str | Path | None = None) -
     """Resolve the profile, dataset and device once, at the top of every notebook.
 
     On synthetic data the run record's banner says so, loudly, at the top; the same warning from
-    every later cell that loads data would only repeat it, so it is silenced for this kernel."""
+    every later cell that loads data would only repeat it, so it is silenced for this kernel.
+    Figures of photos are stored as JPEG from here on (`viz.store_photos_as_jpeg`)."""
+    from labkit import viz
+
     warnings.filterwarnings("ignore", category=data.SyntheticDataWarning)
+    viz.store_photos_as_jpeg()
     root = data.resolve_root(data_root)
     return NotebookRun(root=root, synthetic=data.is_synthetic(root), profile=resolve_profile(profile),
                        device=str(resolve_device("auto")))

@@ -126,3 +126,33 @@ def test_quality_cross_validates_over_folds_on_valid_only(synthetic_root, tmp_pa
     assert [row["valid_fold"] for row in report["rows"]] == [0, 1, 2] and report["runs_finished"] == 3
     assert scored == [("valid", False)] * 3
     assert "test_dice" not in report["summary"]["unet"] and "last_valid_dice" in report["summary"]["unet"]
+
+
+def write_quality_report(tmp_path, name: str, config) -> "Path":
+    path = tmp_path / "reports" / "bench" / f"{name}_on_cpu.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"rows": [{"model": config.model, "seed": 0, "config": config.to_dict()}]}))
+    return path
+
+
+def test_a_report_of_another_recipe_under_the_same_name_is_refused_not_overwritten(tmp_path, monkeypatch, capsys):
+    """After a profile changes, the same command means another recipe: the earlier runs are kept."""
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.setattr(quality, "quality_of", lambda *args, **kwargs: pytest.fail("trained"))
+    then = make_config("unet", "smoke", epochs=1, image_size=48)  # the profile as it was
+    path = write_quality_report(tmp_path, "quality_smoke_unet_epochs-1", then)
+    before = path.read_text()
+    assert main(["bench", "quality", "--profile", "smoke", "--models", "unet", "--epochs", "1"]) != 0
+    message = capsys.readouterr().err
+    assert path.name in message and "image_size 48 there, 64 now" in message and "--set" in message
+    assert path.read_text() == before
+
+
+def test_a_report_of_the_same_recipe_is_run_again_and_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.setattr(quality, "quality_of", lambda config, *args, **kwargs: {
+        "model": config.model, "seed": config.seed, "valid_dice": 0.5, "last_valid_dice": 0.5, "train_seconds": 1.0,
+        "config": config.to_dict()})
+    path = write_quality_report(tmp_path, "quality_smoke_unet_epochs-1", make_config("unet", "smoke", epochs=1))
+    assert main(["bench", "quality", "--profile", "smoke", "--models", "unet", "--epochs", "1"]) == 0
+    assert json.loads(path.read_text())["rows"][0]["valid_dice"] == 0.5

@@ -1,14 +1,23 @@
+import dataclasses
+
 import pytest
 
 from labkit.config import PROFILES, TrainConfig, make_config, resolve_profile
 
 
 def test_profile_fills_every_field_it_names():
-    config = make_config("unet", "cpu")
+    config = make_config("resnet34_unet", "cpu")
     for key, value in PROFILES["cpu"].items():
-        if key != "model_kwargs":
+        if key not in ("model_kwargs", "by_model"):
             assert getattr(config, key) == value
-    assert config.model_kwargs == PROFILES["cpu"]["model_kwargs"]["unet"]
+    assert config.model_kwargs == PROFILES["cpu"]["model_kwargs"]["resnet34_unet"]
+
+
+def test_a_profiles_fields_for_one_model_replace_its_own_for_that_model_only():
+    fields = PROFILES["cpu"]["by_model"]["unet"]
+    unet, resnet = make_config("unet", "cpu"), make_config("resnet34_unet", "cpu")
+    for key, value in fields.items():
+        assert getattr(unet, key) == value and getattr(resnet, key) == PROFILES["cpu"][key]
 
 
 def test_overrides_win_over_the_profile():
@@ -67,3 +76,11 @@ def test_auto_profile_means_cpu_without_cuda(monkeypatch):
 def test_config_survives_a_round_trip_through_a_dict():
     config = make_config("resnet34_unet", "smoke", lr=0.01)
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_profiles_fields_for_one_model_are_trainconfig_fields_other_than_model_kwargs():
+    """`by_model` replaces fields whole; the model's arguments are per model already, in `model_kwargs`."""
+    known = {field.name for field in dataclasses.fields(TrainConfig)} - {"model", "model_kwargs", "profile"}
+    for preset in PROFILES.values():
+        for fields in preset.get("by_model", {}).values():
+            assert set(fields) <= known

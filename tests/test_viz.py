@@ -285,3 +285,43 @@ def test_plot_history_draws_a_training_historys_epoch_records():
     figure = viz.plot_history({"unet": records})
     loss, dice = (ax.get_lines()[0] for ax in figure.axes)
     assert list(loss.get_ydata()) == [1.0, 0.5, 1 / 3] and list(dice.get_ydata()) == [0.4, 0.6, 0.5]
+
+
+def stored_bundle(fig) -> dict:
+    """What a kernel after `store_photos_as_jpeg` stores for `fig`, with the inline backend's PNG
+    registered for every Figure as in a notebook."""
+    from types import SimpleNamespace
+
+    from IPython.core.formatters import DisplayFormatter
+    from IPython.core.pylabtools import select_figure_formats
+
+    shell = SimpleNamespace(display_formatter=DisplayFormatter())  # a kernel's formatters, without a kernel
+    select_figure_formats(shell, {"png"})
+    viz.store_photos_as_jpeg(shell)
+    bundle, _ = shell.display_formatter.format(fig)
+    return bundle
+
+
+def test_a_notebook_stores_a_grid_of_real_photos_as_a_jpeg_under_half_the_png(shared_sample):
+    """What `store_photos_as_jpeg` is for: PNG was most of the committed notebooks' weight."""
+    from labkit import data
+
+    samples = data.read_split(shared_sample, "train")[:8]
+    fig = viz.show_samples([np.asarray(data.load_rgb(sample.image_path)) for sample in samples])
+    bundle = stored_bundle(fig)
+    assert sorted(bundle) == ["image/jpeg", "text/plain"]
+    assert len(bundle["image/jpeg"]) < len(viz.png_base64(fig)) / 2
+
+
+def test_photos_enlarged_into_blocks_of_pixels_stay_png_where_jpeg_would_be_larger():
+    blocks = np.kron(photos(4, size=8), np.ones((1, 16, 16, 1), np.uint8))  # 8x8 photos shown as 128x128
+    fig = viz.show_samples(list(blocks))
+    bundle = stored_bundle(fig)
+    assert sorted(bundle) == ["image/png", "text/plain"]
+    assert len(viz.encoded(fig, "jpeg", pil_kwargs=viz.PHOTO_JPEG)) > len(bundle["image/png"])
+
+
+def test_charts_are_stored_as_png_after_setup():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    assert sorted(stored_bundle(fig)) == ["image/png", "text/plain"]

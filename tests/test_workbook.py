@@ -1,3 +1,4 @@
+import base64
 import json
 import os
 import warnings
@@ -130,6 +131,30 @@ def test_slider_cells_store_their_widget_in_place_and_only_the_picture_in_copies
     [output] = nbformat.read(executed, as_version=4).cells[0].outputs
     assert "image/png" in output["data"]
     assert ("application/vnd.jupyter.widget-view+json" in output["data"]) == in_place
+
+
+PHOTO_AND_CHART_CELLS = (
+    "import numpy as np, matplotlib.pyplot as plt\nfrom labkit import viz, workbook\n"
+    "run = workbook.setup_notebook('smoke')",
+    "photo = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)\nviz.show_samples([photo]);",
+    "fig, ax = plt.subplots()\nax.plot([0, 1]);",
+)
+
+
+def test_after_setup_figures_of_photos_are_stored_as_jpeg_and_charts_as_png(synthetic_root, tmp_path, monkeypatch):
+    """Photos are most of a notebook's weight, and a PNG of a photo is about three times its JPEG."""
+    import nbformat
+
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.setenv("LABKIT_DATA", str(synthetic_root))
+    write_notebook(tmp_path / "notebooks" / "00_figures.ipynb", *PHOTO_AND_CHART_CELLS)
+    [executed] = workbook.run_notebooks(profile="smoke", timeout=120)
+    _, photo_cell, chart_cell = nbformat.read(executed, as_version=4).cells
+    [photo_figure] = [output["data"] for output in photo_cell.outputs if "text/plain" in output.get("data", {})]
+    [chart_figure] = [output["data"] for output in chart_cell.outputs if "text/plain" in output.get("data", {})]
+    assert "image/jpeg" in photo_figure and "image/png" not in photo_figure
+    assert base64.b64decode(photo_figure["image/jpeg"]).startswith(b"\xff\xd8")  # a JPEG's first bytes
+    assert "image/png" in chart_figure and "image/jpeg" not in chart_figure
 
 
 def test_the_workbook_stores_figures_inline_even_when_a_script_backend_is_set(synthetic_root, tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ import json
 import statistics
 import time
 
-from labkit.bench.reports import machine, safe_file_name, save_report
+from labkit.bench.reports import machine, report_path, safe_file_name, save_report
 from labkit.config import TrainConfig, make_config, resolve_profile
 from labkit.device import resolve_device
 from labkit.models import MODELS
@@ -91,6 +91,37 @@ def quality_report_name(profile: str, models: list[str], seeds: list[int], overr
     return safe_file_name("_".join(parts))
 
 
+def refuse_to_overwrite_another_recipe(path, configs: dict[str, TrainConfig]) -> None:
+    """Refuse to run when the report this run would write holds runs of another recipe: a report is
+    named by the profile and the settings given, and a profile can change after its runs (the cpu
+    profile's UNet went from 128 px and 440 steps to 96 px and 780), so the same command can mean
+    another recipe. Its runs took an hour to measure; they are not overwritten.
+
+    Raises:
+        ValueError: naming the report, each field that differs, and the two ways out.
+    """
+    from labkit.recipes import learned_fields
+
+    if not path.is_file():
+        return
+    rows = json.loads(path.read_text()).get("rows", [])
+    for model, config in configs.items():
+        saved = [row.get("config") for row in rows if row.get("model") == model]
+        if not saved:
+            continue
+        if saved[0] is None:
+            raise ValueError(f"{path} holds runs of {model} without their recipe; move it aside to run this again")
+        planned = {**learned_fields(config), "epochs": config.epochs, "train_steps": config.train_steps}
+        earlier = {**learned_fields(TrainConfig.from_dict(saved[0])), "epochs": saved[0].get("epochs"),
+                   "train_steps": saved[0].get("train_steps")}
+        changed = [f"{field} {earlier.get(field)} there, {value} now" for field, value in planned.items()
+                   if earlier.get(field) != value]
+        if changed:
+            raise ValueError(f"{path} holds runs of {model} with another recipe ({'; '.join(changed)}); pin that "
+                             f"recipe with --set FIELD=VALUE to write a report of its own name, or move the report "
+                             f"aside to replace it")
+
+
 def run_quality(*, data_root: str | None, profile: str, models: list[str], epochs: int | None,
                 settings: list[str], seeds: list[int], device: str, folds: int | None = None) -> None:
     """Train and score every model on every seed (and, with `folds`, on every fold). The report is
@@ -110,6 +141,9 @@ def run_quality(*, data_root: str | None, profile: str, models: list[str], epoch
     profile = resolve_profile(profile)
     measured_on = resolve_device(device)
     name = quality_report_name(profile, models, seeds, overrides, folds)
+    refuse_to_overwrite_another_recipe(report_path(name, measured_on), {
+        model_name: make_config(model_name, profile, data_root=data_root, device=device, **overrides)
+        for model_name in models})
     held_out = range(folds) if folds else [None]
     planned = len(models) * len(seeds) * len(held_out)
     rows = []

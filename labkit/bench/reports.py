@@ -5,6 +5,7 @@ import json
 import os
 import platform
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
@@ -21,13 +22,17 @@ def machine(device: torch.device) -> dict:
             "malloc": allocator.description()}
 
 
+def report_path(name: str, device: torch.device) -> Path:
+    """Where `save_report` writes the report `name` measured on `device`."""
+    return paths.reports_dir() / "bench" / f"{name}_on_{device.type}.json"
+
+
 def save_report(name: str, report: dict, device: torch.device) -> None:
     """reports/bench/<name>_on_<device type>.json, labelled by the device that was measured; the
     name carries the settings, so runs don't overwrite each other. Written atomically, so a run
     stopped mid-write keeps the previous report."""
-    folder = paths.reports_dir() / "bench"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}_on_{device.type}.json"
+    path = report_path(name, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(report, indent=2))
     os.replace(temporary, path)
