@@ -45,7 +45,8 @@ ERROR_COLOURS = {"true positive": (235, 235, 235), "false positive (extra pet)":
 
 
 class PhotoFigure(Figure):
-    """A figure made of photos (`photo_subplots`): a notebook stores it as a JPEG, not a PNG."""
+    """A figure made of photos (`photo_subplots`): a notebook stores it as the smaller of its JPEG
+    and its PNG (`stored_picture`), not always as a PNG."""
 
 
 def photo_subplots(rows: int, columns: int, **kwargs):

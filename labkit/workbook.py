@@ -84,7 +84,7 @@ def setup_notebook(profile: str = "auto", data_root: str | Path | None = None) -
 
     On synthetic data the run record's banner says so, loudly, at the top; the same warning from
     every later cell that loads data would only repeat it, so it is silenced for this kernel.
-    Figures of photos are stored as JPEG from here on (`viz.store_photos_as_jpeg`)."""
+    Figures of photos are stored as the smaller of JPEG and PNG from here on (`viz.store_photos_as_jpeg`)."""
     from labkit import viz
 
     warnings.filterwarnings("ignore", category=data.SyntheticDataWarning)

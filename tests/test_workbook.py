@@ -136,7 +136,10 @@ def test_slider_cells_store_their_widget_in_place_and_only_the_picture_in_copies
 PHOTO_AND_CHART_CELLS = (
     "import numpy as np, matplotlib.pyplot as plt\nfrom labkit import viz, workbook\n"
     "run = workbook.setup_notebook('smoke')",
-    "photo = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)\nviz.show_samples([photo]);",
+    "from PIL import Image\nrng = np.random.default_rng(0)\n"
+    "smooth = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((160, 160), Image.BILINEAR)\n"
+    "photo = np.clip(np.asarray(smooth) + rng.normal(0, 6, (160, 160, 3)), 0, 255).astype(np.uint8)  # gradients, grain\n"
+    "viz.show_samples([photo]);",
     "fig, ax = plt.subplots()\nax.plot([0, 1]);",
 )
 
