@@ -8,14 +8,21 @@ from urllib.error import URLError
 
 import torch
 from torch import nn
-from torchvision.models import ResNet34_Weights
 
 from labkit.checkpoint import CheckpointError, safe_load
 
 
+def imagenet_weights():
+    """torchvision's ResNet34 ImageNet weights entry, imported when asked for: importing
+    torchvision.models takes over a second, which every notebook that trains would pay."""
+    from torchvision.models import ResNet34_Weights
+
+    return ResNet34_Weights.IMAGENET1K_V1
+
+
 def imagenet_weights_path() -> Path:
     """Where torchvision caches the ResNet34 ImageNet file (`$TORCH_HOME/hub/checkpoints/...`)."""
-    filename = ResNet34_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    filename = imagenet_weights().url.rsplit("/", 1)[-1]
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
@@ -26,11 +33,11 @@ def imagenet_state_dict() -> dict:
         RuntimeError: offline and not cached; says which file to place where.
     """
     try:
-        return ResNet34_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
+        return imagenet_weights().get_state_dict(progress=True)
     except (URLError, OSError) as error:
         raise RuntimeError(
             f"could not download the ResNet34 ImageNet weights ({error}); with no network, fetch "
-            f"{ResNet34_Weights.IMAGENET1K_V1.url} elsewhere and place it at {imagenet_weights_path()}, "
+            f"{imagenet_weights().url} elsewhere and place it at {imagenet_weights_path()}, "
             "or pass the path of a saved torchvision resnet34 state_dict instead of 'imagenet'"
         ) from None
 

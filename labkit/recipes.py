@@ -22,6 +22,12 @@ def learned_fields(config: TrainConfig) -> dict:
     return {key: value for key, value in values.items() if key not in NOT_RECIPE}
 
 
+def recipe_fields(config: TrainConfig) -> dict:
+    """The learned fields and the budget as the config states it (`epochs` or `train_steps`): what a
+    saved report's runs must share with a new run that would join them."""
+    return {**learned_fields(config), "epochs": config.epochs, "train_steps": config.train_steps}
+
+
 def recipe_changes(recipe: TrainConfig, current: TrainConfig, train_count: int) -> dict:
     """What `recipe` does differently from `current` on `train_count` photos: its value of each
     learned field that differs, and its `train_steps` when the two take different numbers of

@@ -54,27 +54,32 @@ def photo_subplots(rows: int, columns: int, **kwargs):
     return plt.subplots(rows, columns, FigureClass=PhotoFigure, dpi=PHOTO_DPI, layout="constrained", **kwargs)
 
 
-def store_photos_as_jpeg(shell=None) -> None:
+def store_photo_pictures(shell=None) -> None:
     """In this IPython kernel, show (and so store) each PhotoFigure as one picture, the smaller of
     its JPEG and its PNG (`stored_picture`); other figures are untouched.
 
     IPython picks a figure's formats by its type, most specific first, so a PhotoFigure's own
     entries win over the PNG that the inline backend registers for every Figure; an entry that
-    returns None leaves its format out."""
+    returns None leaves its format out. IPython asks for the PNG before the JPEG, so the PNG's
+    entry encodes both and chooses, and the JPEG's takes that choice instead of encoding again."""
     from IPython import get_ipython
 
     shell = shell or get_ipython()
     if shell is None:
         return
+    chosen: dict[int, tuple[str, str]] = {}  # the figure being shown -> (mime type, data) stored for it
 
-    def only_as(mime: str) -> Callable[[Figure], str | None]:
-        def picture(fig: Figure) -> str | None:
-            chosen, data = stored_picture(fig)
-            return data if chosen == mime else None
-        return picture
+    def as_png(fig: Figure) -> str | None:
+        chosen.clear()
+        mime, data = chosen[id(fig)] = stored_picture(fig)
+        return data if mime == "image/png" else None
 
-    for mime in ("image/png", "image/jpeg"):
-        shell.display_formatter.formatters[mime].for_type(PhotoFigure, only_as(mime))
+    def as_jpeg(fig: Figure) -> str | None:
+        mime, data = chosen.pop(id(fig), None) or stored_picture(fig)
+        return data if mime == "image/jpeg" else None
+
+    shell.display_formatter.formatters["image/png"].for_type(PhotoFigure, as_png)
+    shell.display_formatter.formatters["image/jpeg"].for_type(PhotoFigure, as_jpeg)
 
 
 def model_label(key: str) -> str:

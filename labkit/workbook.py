@@ -14,11 +14,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
 import torch
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 from tqdm.auto import tqdm
 
 from labkit import allocator, data, paths
@@ -26,6 +24,9 @@ from labkit.checkpoint import CheckpointInfo, load_checkpoint
 from labkit.config import make_config, resolve_profile
 from labkit.device import resolve_device
 from labkit.history import EpochRecord
+
+if TYPE_CHECKING:
+    import nbformat
 
 
 PHOTO_CREDIT = ("Photos: the Oxford-IIIT Pet Dataset by O. M. Parkhi, A. Vedaldi, A. Zisserman and C. V. Jawahar "
@@ -84,11 +85,11 @@ def setup_notebook(profile: str = "auto", data_root: str | Path | None = None) -
 
     On synthetic data the run record's banner says so, loudly, at the top; the same warning from
     every later cell that loads data would only repeat it, so it is silenced for this kernel.
-    Figures of photos are stored as the smaller of JPEG and PNG from here on (`viz.store_photos_as_jpeg`)."""
+    Figures of photos are stored as the smaller of JPEG and PNG from here on (`viz.store_photo_pictures`)."""
     from labkit import viz
 
     warnings.filterwarnings("ignore", category=data.SyntheticDataWarning)
-    viz.store_photos_as_jpeg()
+    viz.store_photo_pictures()
     root = data.resolve_root(data_root)
     return NotebookRun(root=root, synthetic=data.is_synthetic(root), profile=resolve_profile(profile),
                        device=str(resolve_device("auto")))
@@ -251,7 +252,7 @@ class CellProgress:
     """A progress bar over one notebook's code cells that names the running cell and keeps its
     clock moving while a long cell runs (nbclient calls `start` before each cell)."""
 
-    def __init__(self, notebook: nbformat.NotebookNode, name: str, refresh_seconds: float = 2.0) -> None:
+    def __init__(self, notebook: "nbformat.NotebookNode", name: str, refresh_seconds: float = 2.0) -> None:
         self.code_cells = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
         self.bar = tqdm(total=len(self.code_cells), desc=name.removesuffix(".ipynb"), unit="cell",
                         bar_format="{desc}: {n_fmt}/{total_fmt} cells [{elapsed}] {postfix}")
@@ -263,7 +264,7 @@ class CellProgress:
         while not self.stopped.wait(seconds):
             self.bar.refresh()
 
-    def start(self, cell: nbformat.NotebookNode, cell_index: int, **_) -> None:
+    def start(self, cell: "nbformat.NotebookNode", cell_index: int, **_) -> None:
         if cell.cell_type != "code":
             return
         self.bar.n = self.code_cells.index(cell_index)
@@ -277,6 +278,33 @@ class CellProgress:
         self.bar.close()
 
 
+SHELL_POLL_SECONDS = 1.0
+
+
+def poll_shell_in_slices(kernel_client, seconds: float = SHELL_POLL_SECONDS) -> None:
+    """Make a kernel client wait for each shell reply in slices of `seconds`, up to the same limit.
+
+    After a cell that shows a live widget the client can wait out the cell's whole time limit for a
+    reply that has already arrived (nbclient issue 312): its single poll of the shell socket misses
+    the wake-up. `make lab --in-place` stores live slider widgets and allows an hour a cell, so a
+    missed wake-up once stalled it for that hour; a fresh poll finds the waiting reply at once."""
+    from queue import Empty
+
+    wait = kernel_client.shell_channel.get_msg
+
+    async def get_msg(timeout: float | None = None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = seconds if deadline is None else max(0.0, min(seconds, deadline - time.monotonic()))
+            try:
+                return await wait(timeout=left)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    kernel_client.shell_channel.get_msg = get_msg
+
+
 def execute_notebook(source: Path, target: Path, timeout: int, environment: dict[str, str] | None = None,
                      show_progress: bool = False) -> None:
     """Run one notebook in a fresh kernel with `notebooks/` as its working folder; the executed copy
@@ -286,6 +314,10 @@ def execute_notebook(source: Path, target: Path, timeout: int, environment: dict
         environment: the kernel's environment (default: this process's).
         show_progress: a bar naming the running cell (see `CellProgress`).
     """
+    import nbformat  # here, not at the top: every notebook imports this module, and nbformat's
+    from nbclient import NotebookClient  # schema checks take a second and more to import
+    from nbclient.exceptions import CellExecutionError
+
     notebook = nbformat.read(source, as_version=4)
     progress = CellProgress(notebook, source.name) if show_progress else None
     # nbclient's default transport (TCP on 127.0.0.1), as nbval uses: with local "ipc" sockets the
@@ -293,7 +325,8 @@ def execute_notebook(source: Path, target: Path, timeout: int, environment: dict
     # connection file's key; the kernel's log warning that it is not encrypted is left out.
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(source.parent)}}, extra_arguments=QUIET_KERNEL,
-                            on_cell_start=progress.start if progress else None)
+                            on_cell_start=progress.start if progress else None,
+                            on_notebook_start=lambda **_: poll_shell_in_slices(client.kc))
     try:
         client.execute(env=dict(os.environ) if environment is None else environment)
     except CellExecutionError as error:

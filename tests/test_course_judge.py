@@ -146,6 +146,23 @@ def test_an_answer_that_hangs_fails_its_check_and_the_next_check_gets_a_fresh_ru
     assert results["check_Down"].passed and results["check_UNet"].passed
 
 
+def test_a_runners_working_folder_is_removed_once_it_is_closed_or_found_dead(tmp_path, monkeypatch):
+    """Runners are killed when an answer hangs: the folder each ran in is the judge's to remove."""
+    import os
+    import signal
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with RunnerSlot(timeout=5) as slot:
+        dead = slot.get()
+        assert dead.folder.parent == tmp_path and dead.folder.is_dir()
+        os.killpg(dead.process.pid, signal.SIGKILL)
+        dead.process.wait()
+        fresh = slot.get()
+        assert fresh is not dead and not dead.folder.exists()
+    assert not fresh.folder.exists() and not list(tmp_path.iterdir())
+
+
 def test_an_answer_whose_process_dies_fails_its_check_and_the_next_check_gets_a_fresh_runner(unscreened):
     results = judged_unet_notebook("torch.sys.exit(3)", timeout=30)
     assert results["check_DoubleConv"].passed is False

@@ -264,7 +264,9 @@ def test_channels_last_batches_give_the_same_loss_as_contiguous_ones(config):
 
 
 def test_a_compiled_model_trains_and_saves_plain_weights(config):
-    config.compile, config.epochs, config.train_limit = True, 1, 8
+    # Batches of 4 at 32 px, as the GPU check's smoke form compiles (test_gpu_check, earlier in a
+    # run): one process compiles those shapes once, and compiling costs about 40 s on 2 cores.
+    config.compile, config.epochs, config.train_limit, config.batch_size = True, 1, 8, 4
     result = train.fit(config, progress=False)
     saved = load_checkpoint(result.last_checkpoint)["state_dict"]
     assert not any(key.startswith("_orig_mod.") for key in saved)

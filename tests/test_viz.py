@@ -288,7 +288,7 @@ def test_plot_history_draws_a_training_historys_epoch_records():
 
 
 def stored_bundle(fig) -> dict:
-    """What a kernel after `store_photos_as_jpeg` stores for `fig`, with the inline backend's PNG
+    """What a kernel after `store_photo_pictures` stores for `fig`, with the inline backend's PNG
     registered for every Figure as in a notebook."""
     from types import SimpleNamespace
 
@@ -297,13 +297,13 @@ def stored_bundle(fig) -> dict:
 
     shell = SimpleNamespace(display_formatter=DisplayFormatter())  # a kernel's formatters, without a kernel
     select_figure_formats(shell, {"png"})
-    viz.store_photos_as_jpeg(shell)
+    viz.store_photo_pictures(shell)
     bundle, _ = shell.display_formatter.format(fig)
     return bundle
 
 
 def test_a_notebook_stores_a_grid_of_real_photos_as_a_jpeg_under_half_the_png(shared_sample):
-    """What `store_photos_as_jpeg` is for: PNG was most of the committed notebooks' weight."""
+    """What `store_photo_pictures` is for: PNG was most of the committed notebooks' weight."""
     from labkit import data
 
     samples = data.read_split(shared_sample, "train")[:8]
@@ -319,6 +319,15 @@ def test_photos_enlarged_into_blocks_of_pixels_stay_png_where_jpeg_would_be_larg
     bundle = stored_bundle(fig)
     assert sorted(bundle) == ["image/png", "text/plain"]
     assert len(viz.encoded(fig, "jpeg", pil_kwargs=viz.PHOTO_JPEG)) > len(bundle["image/png"])
+
+
+def test_showing_a_photo_figure_encodes_it_once_as_png_and_once_as_jpeg(monkeypatch):
+    formats = []
+    real_encoded = viz.encoded
+    monkeypatch.setattr(viz, "encoded", lambda fig, image_format, **kwargs: (
+        formats.append(image_format), real_encoded(fig, image_format, **kwargs))[1])
+    stored_bundle(viz.show_samples(list(photos(4, size=32))))
+    assert sorted(formats) == ["jpeg", "png"]
 
 
 def test_charts_are_stored_as_png_after_setup():

@@ -284,3 +284,34 @@ def test_to_terminal_says_nothing_where_a_person_watches(monkeypatch, capfd):
     monkeypatch.delenv("LABKIT_HEADLESS", raising=False)
     workbook.to_terminal("unet epoch 1/40")
     assert "epoch" not in capfd.readouterr().err
+
+
+PHOTO_SLIDERS_CELL = "viz.figure_sliders(draw, photo=ipywidgets.IntSlider(0, max=5), threshold=ipywidgets.FloatSlider(0.5, max=1))"
+
+
+def test_live_slider_cells_do_not_leave_the_runner_waiting_out_their_time_limit(tmp_path):
+    """nbclient issue 312: after a cell that shows a live widget, the client could wait the cell's
+    whole time limit for a reply that had arrived; `--in-place` allows an hour a cell and once
+    stalled that hour. Slider cells with three photos a picture made it happen nearly every time."""
+    import datetime
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    setup = ("import time\nimport ipywidgets\nimport numpy as np\nfrom labkit import viz\n\n"
+             "def draw(photo, threshold):\n    fig, axes = viz.photo_subplots(1, 3, figsize=(9, 3))\n"
+             "    for k, ax in enumerate(axes):\n"
+             "        ax.imshow(np.random.RandomState(photo + k).randint(0, 255, (256, 256, 3), dtype=np.uint8))\n"
+             "    time.sleep(0.3)\n    return fig")
+    source = tmp_path / "sliders.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(setup), *[new_code_cell(PHOTO_SLIDERS_CELL) for _ in range(4)],
+                                       new_code_cell("print('after the sliders')")]), source)
+    time_limit = 60
+    workbook.execute_notebook(source, tmp_path / "out.ipynb", timeout=time_limit,
+                              environment=workbook.kernel_environment("smoke", headless=False))
+    cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
+    stamp = datetime.datetime.fromisoformat
+    waits = [(stamp(after.metadata.execution["iopub.execute_input"]) - stamp(before.metadata.execution["shell.execute_reply"]))
+             .total_seconds() for before, after in zip(cells, cells[1:])]
+    assert any(output.get("data", {}).get("application/vnd.jupyter.widget-view+json") for output in cells[1].outputs)
+    assert max(waits) < time_limit / 4, f"the runner waited {max(waits):.0f} s between cells; each wait: {waits}"

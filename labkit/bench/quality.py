@@ -100,7 +100,7 @@ def refuse_to_overwrite_another_recipe(path, configs: dict[str, TrainConfig]) ->
     Raises:
         ValueError: naming the report, each field that differs, and the two ways out.
     """
-    from labkit.recipes import learned_fields
+    from labkit.recipes import recipe_fields
 
     if not path.is_file():
         return
@@ -111,9 +111,7 @@ def refuse_to_overwrite_another_recipe(path, configs: dict[str, TrainConfig]) ->
             continue
         if saved[0] is None:
             raise ValueError(f"{path} holds runs of {model} without their recipe; move it aside to run this again")
-        planned = {**learned_fields(config), "epochs": config.epochs, "train_steps": config.train_steps}
-        earlier = {**learned_fields(TrainConfig.from_dict(saved[0])), "epochs": saved[0].get("epochs"),
-                   "train_steps": saved[0].get("train_steps")}
+        planned, earlier = recipe_fields(config), recipe_fields(TrainConfig.from_dict(saved[0]))
         changed = [f"{field} {earlier.get(field)} there, {value} now" for field, value in planned.items()
                    if earlier.get(field) != value]
         if changed:

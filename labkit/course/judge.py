@@ -19,6 +19,7 @@ import contextlib
 import io
 import os
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -74,10 +75,11 @@ class Runner:
         request_read, self.request_write = os.pipe()
         self.response_read, response_write = os.pipe()
         self.log = tempfile.TemporaryFile()
+        self.folder = Path(tempfile.mkdtemp(prefix="labkit-runner-"))  # its working folder, removed by close()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "labkit.course.runner", str(request_read), str(response_write)],
             pass_fds=(request_read, response_write), stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
-            env=runner_environment(), cwd=tempfile.gettempdir(), start_new_session=True,
+            env=runner_environment(), cwd=self.folder, start_new_session=True,
         )
         os.close(request_read)
         os.close(response_write)
@@ -135,6 +137,7 @@ class Runner:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     @property
     def alive(self) -> bool:
@@ -176,7 +179,10 @@ class RunnerSlot:
         self.runner: Runner | None = None
 
     def get(self) -> Runner:
-        if self.runner is None or not self.runner.alive:
+        if self.runner is not None and not self.runner.alive:
+            self.runner.close()  # its pipes, log and folder
+            self.runner = None
+        if self.runner is None:
             self.runner = Runner(self.timeout)
         return self.runner
 

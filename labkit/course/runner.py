@@ -17,9 +17,7 @@ reports as data. It never sees a grade: the judge compares the reports with labk
 in its own process.
 """
 
-import os
 import sys
-import tempfile
 import types
 
 from labkit.course import wire
@@ -87,7 +85,6 @@ def main(argv: list[str]) -> None:
     import torch
 
     torch.set_num_threads(1)  # the probes are small; several graders share the machine's cores
-    os.chdir(tempfile.mkdtemp(prefix="labkit-runner-"))
     serve(int(argv[0]), int(argv[1]))
 
 
