@@ -276,7 +276,7 @@ def run_all(page, lab, path: str, timeout: float = RUN_ALL_SECONDS) -> None:
     settled = 0
     while settled < 2:
         assert time.monotonic() < deadline, f"Run All did not finish in {timeout} s; prompts: {prompts(page)}"
-        page.wait_for_timeout(1000)
+        page.wait_for_timeout(500)
         done = all(re.fullmatch(r"\[\d+\]:", prompt) for prompt in prompts(page))
         idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() == 1
         settled = settled + 1 if done and idle and kernel_state(lab, path) == "idle" else 0
