@@ -286,8 +286,9 @@ def poll_shell_in_slices(kernel_client, seconds: float = SHELL_POLL_SECONDS) -> 
 
     After a cell that shows a live widget the client can wait out the cell's whole time limit for a
     reply that has already arrived (nbclient issue 312): its single poll of the shell socket misses
-    the wake-up. `make lab --in-place` stores live slider widgets and allows an hour a cell, so a
-    missed wake-up once stalled it for that hour; a fresh poll finds the waiting reply at once."""
+    the wake-up. An in-place run (`python -m labkit workbook --in-place`) stores live slider widgets
+    and allows an hour a cell, so a missed wake-up once stalled it for that hour; a fresh poll finds
+    the waiting reply at once."""
     from queue import Empty
 
     wait = kernel_client.shell_channel.get_msg
