@@ -2,6 +2,10 @@
 the student's answer reports: right answers pass, wrong ones fail with the check's message, tricks
 score 0 with the reason, and nothing an answer does to its own process changes a grade."""
 
+import os
+import signal
+import tempfile
+
 import nbformat
 import pytest
 
@@ -148,10 +152,6 @@ def test_an_answer_that_hangs_fails_its_check_and_the_next_check_gets_a_fresh_ru
 
 def test_a_runners_working_folder_is_removed_once_it_is_closed_or_found_dead(tmp_path, monkeypatch):
     """Runners are killed when an answer hangs: the folder each ran in is the judge's to remove."""
-    import os
-    import signal
-    import tempfile
-
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with RunnerSlot(timeout=5) as slot:
         dead = slot.get()

@@ -83,6 +83,15 @@ def test_workbook_executes_notebooks_in_order_into_reports(synthetic_root, tmp_p
     assert outputs == ["smoke\n", "42\n"]
 
 
+def test_without_a_dataset_the_run_says_once_that_it_uses_the_synthetic_set(tmp_path, monkeypatch, capsys, recwarn):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.delenv("LABKIT_DATA", raising=False)
+    write_notebook(tmp_path / "notebooks" / "00_first.ipynb", "print(1)")
+    workbook.run_notebooks(profile="smoke", timeout=120)
+    assert capsys.readouterr().out.count("No real dataset") == 1
+    assert not [warning for warning in recwarn if issubclass(warning.category, data.SyntheticDataWarning)]
+
+
 def test_a_labkit_home_without_notebooks_runs_the_clones_notebooks(tmp_path, monkeypatch):
     """LABKIT_HOME keeps data, checkpoints and reports apart; the notebooks still come from the clone."""
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
