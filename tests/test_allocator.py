@@ -140,7 +140,10 @@ def test_the_workbooks_kernels_start_with_freed_memory_reused(synthetic_root, tm
             [executed] = workbook.run_notebooks(profile="smoke", timeout=300)
         return int(nbformat.read(executed, as_version=4).cells[0].outputs[0]["text"])
 
-    assert faults_in_a_kernel() * 10 < faults_in_a_kernel(LABKIT_MALLOC="default")
+    # Five runs here: 1 to 13,569 faults against 236,941 to 433,164; one CI run saw 20,480 against
+    # 175,783 (8.6 times). Kernels with glibc's defaults differ by up to 2.5 times among themselves,
+    # so a kernel that missed the setting stays below the bar of 5.
+    assert faults_in_a_kernel() * 5 < faults_in_a_kernel(LABKIT_MALLOC="default")
 
 
 def test_children_get_labkits_tunables_beside_the_users_other_tunables():
