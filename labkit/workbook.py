@@ -351,10 +351,9 @@ def run_notebooks(profile: str = "auto", timeout: int = 3600, in_place: bool = F
     """
     notebooks = notebook_paths()  # before anything is made: a missing folder is said at once
     environment = kernel_environment(profile, headless=not in_place)
-    with warnings.catch_warnings():  # said once below, in the runner's words
-        warnings.simplefilter("ignore", data.SyntheticDataWarning)
-        root = data.resolve_root()
-    if data.is_synthetic(root):
+    root = data.chosen_root()  # a $LABKIT_DATA without the dataset is refused here, before any kernel starts
+    if root is None or data.is_synthetic(root):  # said once, here; the first kernel makes the set
+        root = root or data.synthetic_root().absolute()
         print(f"No real dataset in {data.default_root()}: the workbook runs on the synthetic set at {root}.\n"
               "For the real photos run `python -m labkit download` (~800 MB), then `make lab` again.")
     output = paths.reports_dir() / "notebooks"

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from labkit.config import PROFILES, TrainConfig, make_config, resolve_profile
+from labkit.config import PROFILES, TrainConfig, default_value, make_config, resolve_profile
 
 
 def test_profile_fills_every_field_it_names():
@@ -14,10 +14,13 @@ def test_profile_fills_every_field_it_names():
 
 
 def test_a_profiles_fields_for_one_model_replace_its_own_for_that_model_only():
-    fields = PROFILES["cpu"]["by_model"]["unet"]
-    unet, resnet = make_config("unet", "cpu"), make_config("resnet34_unet", "cpu")
-    for key, value in fields.items():
-        assert getattr(unet, key) == value and getattr(resnet, key) == PROFILES["cpu"][key]
+    by_model = PROFILES["cpu"]["by_model"]
+    for model, fields in by_model.items():
+        (other,) = {"unet", "resnet34_unet"} - {model}
+        for key, value in fields.items():
+            its_own = by_model.get(other, {}).get(key, PROFILES["cpu"].get(key, default_value(key)))
+            assert getattr(make_config(model, "cpu"), key) == value
+            assert getattr(make_config(other, "cpu"), key) == its_own
 
 
 def test_overrides_win_over_the_profile():

@@ -1,13 +1,17 @@
 """`python -m labkit bench library`: labkit's ResNet34-UNet beside segmentation_models_pytorch's.
 
 The same architecture, built by both: labkit's `ResNet34UNet` and smp's `Unet("resnet34")` with the
-same decoder widths and no pretrained weights (the two differ by smp's segmentation head bias and
-its decoder's nearest-neighbour upsampling, where labkit's is bilinear). Both are timed in one
-process, round after round in turn, so that whatever else the machine does falls on both alike:
-a training step (labkit's loss, AdamW) and an inference pass, images per second, the median over
-rounds. smp is not a dependency of labkit but an extra: `pip install -e ".[library]"` first.
+same decoder widths and no pretrained weights. The two differ in the last layer (smp's a 3x3
+convolution, labkit's 1x1: 128 parameters) and in the decoder's upsampling: nearest-neighbour by
+default in smp, bilinear in labkit. So smp is timed twice, as it comes and with
+`decoder_interpolation="bilinear"`: labkit's share of the second says how much of the difference
+is anything but the upsampling. All three are timed in one process, round after round in turn, so
+that whatever else the machine does falls on all alike: a training step (labkit's loss, AdamW) and
+an inference pass, images per second, the median over rounds. smp is not a dependency of labkit
+but an extra: `pip install -e ".[library]"` first.
 """
 
+import importlib.metadata
 import statistics
 import time
 
@@ -20,15 +24,18 @@ from labkit.losses import SegmentationLoss
 from labkit.models import ResNet34UNet, count_parameters
 
 LIBRARY_HINT = 'pip install -e ".[library]"'  # segmentation-models-pytorch, an extra of pyproject.toml
+OURS, THEIRS, THEIRS_BILINEAR = "labkit ResNet34UNet", "smp Unet(resnet34)", "smp Unet(resnet34), bilinear"
 
 
-def library_unet(widths: tuple[int, ...]) -> torch.nn.Module:
-    """segmentation_models_pytorch's Unet with a ResNet34 encoder, untrained, with these decoder widths."""
+def library_unet(widths: tuple[int, ...], upsampling: str = "nearest") -> torch.nn.Module:
+    """segmentation_models_pytorch's Unet with a ResNet34 encoder, untrained, with these decoder widths
+    and this upsampling mode in its decoder ("nearest", smp's default, or "bilinear", labkit's)."""
     try:
         import segmentation_models_pytorch as smp
     except ImportError:
         raise ValueError(f"segmentation_models_pytorch is not installed; `{LIBRARY_HINT}` to compare with it") from None
-    return smp.Unet("resnet34", encoder_weights=None, decoder_channels=tuple(widths), classes=1)
+    return smp.Unet("resnet34", encoder_weights=None, decoder_channels=tuple(widths), classes=1,
+                    decoder_interpolation=upsampling)
 
 
 def timed_step(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, steps: int) -> tuple[float, float]:
@@ -57,11 +64,12 @@ def timed_step(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor
 
 
 def compare(*, profile: str, image_size: int, batch_size: int, steps: int, rounds: int, device: str) -> dict:
-    """Both models timed `rounds` times in turn; the medians and labkit's speed as a share of smp's."""
+    """The three models timed `rounds` times in turn; the medians and labkit's speed as a share of each smp."""
     device = resolve_device(device)
     widths = tuple(make_config("resnet34_unet", profile).model_kwargs.get("decoder_widths", (256, 128, 64, 32, 16)))
-    builders = {"labkit ResNet34UNet": lambda: ResNet34UNet(decoder_widths=widths),
-                "smp Unet(resnet34)": lambda: library_unet(widths)}
+    builders = {OURS: lambda: ResNet34UNet(decoder_widths=widths),
+                THEIRS: lambda: library_unet(widths),
+                THEIRS_BILINEAR: lambda: library_unet(widths, upsampling="bilinear")}
     memory_format = memory_format_for(device)
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device, memory_format=memory_format)
@@ -76,11 +84,13 @@ def compare(*, profile: str, image_size: int, batch_size: int, steps: int, round
             rows[name].append(dict(zip(("train", "inference"), timed_step(model, images, masks, steps))))
     medians = {name: {kind: statistics.median(row[kind] for row in runs) for kind in ("train", "inference")}
                for name, runs in rows.items()}
-    ours, theirs = medians.values()
-    return {"machine": machine(device), "profile": profile, "decoder_widths": widths, "image_size": image_size,
+    shares = {name: {kind: medians[OURS][kind] / medians[name][kind] for kind in ("train", "inference")}
+              for name in (THEIRS, THEIRS_BILINEAR)}
+    return {"machine": machine(device), "smp": importlib.metadata.version("segmentation-models-pytorch"),
+            "profile": profile, "decoder_widths": widths, "image_size": image_size,
             "batch_size": batch_size, "steps": steps, "rounds": rounds, "parameters": parameters, "rounds_measured": rows,
             "median_images_per_second": medians,
-            "labkit_share_of_smp": {kind: ours[kind] / theirs[kind] for kind in ("train", "inference")}}
+            "labkit_share_of_smp": shares[THEIRS], "labkit_share_of_smp_bilinear": shares[THEIRS_BILINEAR]}
 
 
 def run_library(*, profile: str, image_size: int, batch_size: int, steps: int, rounds: int, device: str) -> None:
@@ -89,10 +99,11 @@ def run_library(*, profile: str, image_size: int, batch_size: int, steps: int, r
     report = compare(profile=profile, image_size=image_size, batch_size=batch_size, steps=steps, rounds=rounds,
                      device=device)
     for name, median in report["median_images_per_second"].items():
-        print(f"{name:20} {report['parameters'][name]:>11,} parameters: train {median['train']:7.1f} img/s, "
+        print(f"{name:30} {report['parameters'][name]:>11,} parameters: train {median['train']:7.1f} img/s, "
               f"inference {median['inference']:7.1f} img/s (median of {rounds} rounds)")
-    share = report["labkit_share_of_smp"]
-    print(f"labkit / smp: training {share['train']:.2f}x, inference {share['inference']:.2f}x "
-          f"({image_size} px, batch {batch_size}, {report['machine']['device']})")
+    for key, against in (("labkit_share_of_smp", "smp"), ("labkit_share_of_smp_bilinear", "smp upsampling as labkit")):
+        share = report[key]
+        print(f"labkit / {against}: training {share['train']:.2f}x, inference {share['inference']:.2f}x "
+              f"({image_size} px, batch {batch_size}, {report['machine']['device']})")
     name = safe_file_name(marked_for_malloc(f"library_{profile}_{image_size}px_batch{batch_size}"))
     save_report(name, report, resolve_device(device))

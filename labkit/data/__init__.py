@@ -35,6 +35,7 @@ from labkit.data.images import (
 from labkit.data.roots import (
     FIX_HINT,
     SyntheticDataWarning,
+    chosen_root,
     default_root,
     is_synthetic,
     make_synthetic,
@@ -46,7 +47,7 @@ from labkit.data.splits import FOLDS, SPECIES, SPLITS, Sample, evenly_spaced, in
 __all__ = [
     "BORDER_MODES", "CACHE_FORMAT_VERSION", "DEFAULT_SIZE", "FIX_HINT", "IGNORE_INDEX", "IMAGENET_MEAN",
     "IMAGENET_STD", "SPECIES", "SPLITS", "PetSegmentation", "Sample", "SplitArrays", "SyntheticDataWarning",
-    "FOLDS", "cache_files", "clear_cache", "default_root", "evenly_spaced", "fold_of", "in_valid_fold", "split_arrays", "is_synthetic", "load_pair", "load_rgb",
+    "FOLDS", "cache_files", "chosen_root", "clear_cache", "default_root", "evenly_spaced", "fold_of", "in_valid_fold", "split_arrays", "is_synthetic", "load_pair", "load_rgb",
     "load_rgb_as_displayed", "load_split", "load_trimap", "make_synthetic", "normalize", "read_split",
     "resize_photo", "resize_trimap", "resolve_root", "split_file_path", "synthetic_root", "to_rgb",
     "to_tensors", "trimap_to_mask",
