@@ -21,6 +21,15 @@ BOOTSTRAP_RESAMPLES = 1000
 FLOAT32_ROUNDING = 1e-6  # labkit.metrics scores in float32: a gap or spread below this is rounding, i.e. 0
 
 
+def decimals_to_tell_apart(a: float, b: float, fewest: int = 3, most: int = 6) -> int:
+    """The fewest decimals (from `fewest`, at most `most`) at which `a` and `b` print differently, so a
+    verdict that turns on which is larger never shows the two as the same number."""
+    digits = fewest
+    while digits < most and f"{a:.{digits}f}" == f"{b:.{digits}f}":
+        digits += 1
+    return digits
+
+
 @dataclass(frozen=True)
 class OverfittingVerdict:
     """Notebook 03's rule applied to one training history.
@@ -60,9 +69,11 @@ class OverfittingVerdict:
             return f"{model}: {self.last_epoch} epochs are too few to apply the overfitting rule."
         if self.drop == 0:
             return f"{model}: no sign of overfitting; its last epoch ({self.last_epoch}) is its best."
-        numbers = (f"its last valid Dice ({self.last_valid_dice:.3f}) lies {self.drop:.3f} below its best "
+        bar = CLEAR_AT * self.wobble
+        digits = decimals_to_tell_apart(self.drop, bar)
+        numbers = (f"its last valid Dice ({self.last_valid_dice:.3f}) lies {self.drop:.{digits}f} below its best "
                    f"({self.best_valid_dice:.3f}, epoch {self.best_epoch}); {CLEAR_AT:g} times its wobble over the last "
-                   f"{self.window} epoch-to-epoch changes is {CLEAR_AT * self.wobble:.3f}")
+                   f"{self.window} epoch-to-epoch changes is {bar:.{digits}f}")
         losses = f"training loss {self.best_train_loss:.3f} at the best epoch, {self.last_train_loss:.3f} at the last"
         if self.overfitted:
             return f"{model} overfitted: {numbers}, and its {losses}."

@@ -5,7 +5,7 @@ import torch
 
 from labkit.history import EpochRecord
 from labkit.verdicts import (
-    clock_against_count, describe_fold_difference, describe_gap_change, describe_pooled_gap, describe_seed_difference,
+    OverfittingVerdict, clock_against_count, describe_fold_difference, describe_gap_change, describe_pooled_gap, describe_seed_difference,
     overfitting, pooled_gap, pooled_gap_change,
 )
 
@@ -25,6 +25,20 @@ def test_a_valid_dice_that_peaks_and_settles_lower_while_the_loss_falls_is_overf
     assert verdict.overfitted is True
     assert verdict.best_epoch == 4 and verdict.drop == pytest.approx(0.04)
     assert verdict.describe("ResNet34-UNet").startswith("ResNet34-UNet overfitted: its last valid Dice (0.770)")
+
+
+def test_a_drop_and_a_bar_equal_to_three_decimals_are_printed_with_enough_decimals_to_tell_which_is_larger():
+    """A run of 2026-12-07 printed a drop of 0.019 and a bar of 0.019 and called it overfitting (0.018688
+    against 0.018605): the reader could not see why."""
+    verdict = OverfittingVerdict(best_epoch=19, best_valid_dice=0.793736, last_epoch=40, last_valid_dice=0.775048,
+                                 best_train_loss=0.68, last_train_loss=0.40, wobble=0.0093025, window=10)
+    assert verdict.overfitted is True
+    assert "lies 0.0187 below" in verdict.describe("ResNet34-UNet") and "is 0.0186" in verdict.describe("ResNet34-UNet")
+
+
+def test_a_drop_and_a_bar_that_differ_at_three_decimals_keep_three():
+    verdict = overfitting(history(PEAK_THEN_PLATEAU), window=5)
+    assert "lies 0.040 below" in verdict.describe("UNet")
 
 
 def test_a_last_epoch_below_the_best_by_less_than_the_curve_wobbles_is_not_overfitting():
