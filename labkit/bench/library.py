@@ -25,6 +25,7 @@ from labkit.models import ResNet34UNet, count_parameters
 
 LIBRARY_HINT = 'pip install -e ".[library]"'  # segmentation-models-pytorch, an extra of pyproject.toml
 OURS, THEIRS, THEIRS_BILINEAR = "labkit ResNet34UNet", "smp Unet(resnet34)", "smp Unet(resnet34), bilinear"
+KINDS = ("train", "inference")  # what `timed_step` measures, in its order
 
 
 def library_unet(widths: tuple[int, ...], upsampling: str = "nearest") -> torch.nn.Module:
@@ -66,7 +67,9 @@ def timed_step(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor
 def compare(*, profile: str, image_size: int, batch_size: int, steps: int, rounds: int, device: str) -> dict:
     """The three models timed `rounds` times in turn; the medians and labkit's speed as a share of each smp."""
     device = resolve_device(device)
-    widths = tuple(make_config("resnet34_unet", profile).model_kwargs.get("decoder_widths", (256, 128, 64, 32, 16)))
+    # the profile's decoder widths, else the model's own default, read back from a model so it is written once
+    built = ResNet34UNet(**make_config("resnet34_unet", profile).model_kwargs)
+    widths = ResNet34UNet.arguments_from_weights(built.state_dict())["decoder_widths"]
     builders = {OURS: lambda: ResNet34UNet(decoder_widths=widths),
                 THEIRS: lambda: library_unet(widths),
                 THEIRS_BILINEAR: lambda: library_unet(widths, upsampling="bilinear")}
@@ -81,10 +84,10 @@ def compare(*, profile: str, image_size: int, batch_size: int, steps: int, round
             torch.manual_seed(0)
             model = build().to(device, memory_format=memory_format)
             parameters[name] = count_parameters(model)
-            rows[name].append(dict(zip(("train", "inference"), timed_step(model, images, masks, steps))))
-    medians = {name: {kind: statistics.median(row[kind] for row in runs) for kind in ("train", "inference")}
+            rows[name].append(dict(zip(KINDS, timed_step(model, images, masks, steps))))
+    medians = {name: {kind: statistics.median(row[kind] for row in runs) for kind in KINDS}
                for name, runs in rows.items()}
-    shares = {name: {kind: medians[OURS][kind] / medians[name][kind] for kind in ("train", "inference")}
+    shares = {name: {kind: medians[OURS][kind] / medians[name][kind] for kind in KINDS}
               for name in (THEIRS, THEIRS_BILINEAR)}
     return {"machine": machine(device), "smp": importlib.metadata.version("segmentation-models-pytorch"),
             "profile": profile, "decoder_widths": widths, "image_size": image_size,
