@@ -8,7 +8,7 @@ temporary file and renamed into place, so an interruption never leaves a half-wr
 import pickle
 import platform
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -179,6 +179,9 @@ class CheckpointInfo:
     precision: str | None  # the resolved training precision ("fp32", "bf16", "fp16")
     versions: dict
     interrupted: bool = False
+    # {"date", "device"} where `fit` took this snapshot (`device.timing_label`); {} in checkpoints from
+    # before the field existed or not written by `fit`
+    written: dict = field(default_factory=dict)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, path: str | Path | None = None) -> "CheckpointInfo":
@@ -191,7 +194,7 @@ class CheckpointInfo:
             best=EpochRecord.from_dict(best) if best else None,
             history=[EpochRecord.from_dict(row) for row in checkpoint.get("history", [])],
             precision=checkpoint.get("precision"), versions=dict(checkpoint.get("versions", {})),
-            interrupted=bool(checkpoint.get("interrupted", False)),
+            interrupted=bool(checkpoint.get("interrupted", False)), written=dict(checkpoint.get("written", {})),
         )
 
 

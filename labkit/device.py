@@ -9,7 +9,9 @@ runs channels_last (as its inputs do) with cuDNN's fastest algorithms for its fi
 
 import contextlib
 import contextvars
+import platform
 import warnings
+from datetime import datetime, timezone
 
 import torch
 from torch import nn
@@ -36,6 +38,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu or auto")
     return device
+
+
+def describe_device(device: torch.device) -> str:
+    """The device in words, as timings are labelled: the GPU's name, or the CPU and its threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type}: " + (platform.processor() or platform.machine()) + f", {torch.get_num_threads()} threads"
+
+
+def timing_label(device: torch.device) -> dict[str, str]:
+    """When and where a timing is taken: today's UTC date and `describe_device`. Times compare only
+    within one such label, as the same machine runs at another speed on another day."""
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "device": describe_device(device)}
 
 
 def has_native_bf16(device: torch.device) -> bool:

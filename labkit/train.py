@@ -29,8 +29,8 @@ from labkit import data, divergence, paths
 from labkit.augment import AugmentConfig, augment_batch
 from labkit.checkpoint import make_checkpoint
 from labkit.config import TrainConfig
-from labkit.device import (autocast, grad_scaler, memory_format_for, place, resolve_device, resolve_precision,
-                           sync_free_region)
+from labkit.device import (autocast, grad_scaler, timing_label, memory_format_for, place, resolve_device,
+                           resolve_precision, sync_free_region)
 from labkit.distributed import WorldInfo, data_parallel, process_group, processes_of
 from labkit.evaluate import meter_tensors, score_tensors
 from labkit.history import EpochRecord, write_history
@@ -319,13 +319,15 @@ def claimed_by_main(run_dir: Path, world: WorldInfo):
 
 
 def snapshot(run: TrainingRun, **extra) -> dict:
-    """The run as a checkpoint: weights, configuration, data, precision and history, plus `extra`."""
+    """The run as a checkpoint: weights, configuration, data, precision and history, when and where
+    it was written (its epochs' times were measured there, unless it resumed a run from elsewhere), plus `extra`."""
     result, state = run.result, run.state
     return make_checkpoint(run.config.model, run.config.model_kwargs, state.model, config=run.config.to_dict(),
                            data=run.data.info, precision=state.precision, world_size=state.world.world_size,
                            processes=processes_of(state.world, state.model, state.step_model),
                            history=[record.to_dict() for record in result.history],
-                           best=result.best.to_dict() if result.best else {}, epoch=len(result.history), **extra)
+                           best=result.best.to_dict() if result.best else {}, epoch=len(result.history),
+                           written=timing_label(state.world.device), **extra)
 
 
 def save_epoch(run: TrainingRun, writer: CheckpointWriter, improved: bool, final: bool) -> None:

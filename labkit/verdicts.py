@@ -125,6 +125,28 @@ def clock_against_count(time_ratio: float, flops_ratio: float, model: str, refer
             f"so {model} got {faster} arithmetic done per second than {reference}.")
 
 
+def timed_apart(written: dict[str, dict]) -> str | None:
+    """None when every model's times were measured on one day and device; else one sentence saying
+    when and where each was, and why that matters.
+
+    Args:
+        written: model label -> `CheckpointInfo.written` ({"date", "device"}, {} where not recorded).
+    """
+    records = list(written.values())
+    if all(records) and len({(record["date"], record["device"]) for record in records}) <= 1:
+        return None
+    places = "; ".join(f"{label} on {record['date']}, {record['device']}" if record else f"{label}: not recorded"
+                       for label, record in written.items())
+    if not all(records):
+        return f"These times may not have been measured together ({places}), so the comparison may not hold."
+    reasons = []
+    if len({record["device"] for record in records}) > 1:
+        reasons.append("different devices run at different speeds")
+    if len({record["date"] for record in records}) > 1:
+        reasons.append("a machine runs at another speed on another day")
+    return f"These times were not measured together ({places}): {' and '.join(reasons)}."
+
+
 def pooled_gap(counts: dict[str, torch.Tensor], resamples: int = BOOTSTRAP_RESAMPLES,
                seed: int = 0) -> PairedDifference:
     """Mean per-image Dice minus dataset-level (pooled) Dice, with a bootstrap standard error.

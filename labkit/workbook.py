@@ -353,7 +353,7 @@ def run_notebooks(profile: str = "auto", timeout: int = 3600, in_place: bool = F
     environment = kernel_environment(profile, headless=not in_place)
     root = data.chosen_root()  # a $LABKIT_DATA without the dataset is refused here, before any kernel starts
     if root is None or data.is_synthetic(root):  # said once, here; the first kernel makes the set
-        root = root or data.synthetic_root().absolute()
+        root = root or data.synthetic_root()
         print(f"No real dataset in {data.default_root()}: the workbook runs on the synthetic set at {root}.\n"
               "For the real photos run `python -m labkit download` (~800 MB), then `make lab` again.")
     output = paths.reports_dir() / "notebooks"

@@ -3,24 +3,27 @@ import dataclasses
 import pytest
 
 from labkit.config import PROFILES, TrainConfig, default_value, make_config, resolve_profile
+from labkit.models import MODELS
 
 
-def test_profile_fills_every_field_it_names():
-    config = make_config("resnet34_unet", "cpu")
+@pytest.mark.parametrize("model", MODELS)
+def test_profile_fills_every_field_it_names(model):
+    config = make_config(model, "cpu")
+    for_this_model = PROFILES["cpu"]["by_model"].get(model, {})
     for key, value in PROFILES["cpu"].items():
         if key not in ("model_kwargs", "by_model"):
-            assert getattr(config, key) == value
-    assert config.model_kwargs == PROFILES["cpu"]["model_kwargs"]["resnet34_unet"]
+            assert getattr(config, key) == for_this_model.get(key, value)
+    assert config.model_kwargs == PROFILES["cpu"]["model_kwargs"][model]
 
 
 def test_a_profiles_fields_for_one_model_replace_its_own_for_that_model_only():
     by_model = PROFILES["cpu"]["by_model"]
     for model, fields in by_model.items():
-        (other,) = {"unet", "resnet34_unet"} - {model}
         for key, value in fields.items():
-            its_own = by_model.get(other, {}).get(key, PROFILES["cpu"].get(key, default_value(key)))
             assert getattr(make_config(model, "cpu"), key) == value
-            assert getattr(make_config(other, "cpu"), key) == its_own
+            for other in (name for name in MODELS if name != model):
+                its_own = by_model.get(other, {}).get(key, PROFILES["cpu"].get(key, default_value(key)))
+                assert getattr(make_config(other, "cpu"), key) == its_own
 
 
 def test_overrides_win_over_the_profile():

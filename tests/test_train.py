@@ -2,15 +2,17 @@ import dataclasses
 import json
 import math
 import re
+from datetime import datetime, timezone
 
 import pytest
 import torch
 import torchvision
 
 from labkit import run_folder, train
-from labkit.checkpoint import load_checkpoint, load_model, save_checkpoint
+from labkit.checkpoint import CheckpointInfo, load_checkpoint, load_model, save_checkpoint
 from labkit.config import make_config
 from labkit.data import SyntheticDataWarning
+from labkit.device import describe_device
 from labkit.divergence import TrainingDiverged
 from labkit.models import build_model
 from labkit.pretrained import imagenet_weights_path, load_pretrained_encoder
@@ -115,10 +117,14 @@ def test_a_deep_supervised_model_trains_and_its_checkpoint_predicts_one_mask(con
     assert model(torch.rand(1, 3, 32, 32)).shape == (1, 1, 32, 32)
 
 
-def test_checkpoint_records_config_and_data(config):
+def test_checkpoint_records_config_data_and_the_day_and_device_it_was_written(config):
+    before = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     saved = load_checkpoint(train.fit(config, progress=False).last_checkpoint)
     assert saved["config"]["model"] == "unet" and saved["config"]["image_size"] == 32
     assert saved["data"]["synthetic"] is True and saved["data"]["train_images"] == 16
+    written = CheckpointInfo.from_checkpoint(saved).written  # a reused checkpoint's times are from that day
+    assert written["date"] in {before, datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+    assert written["device"] == describe_device(train.resolve_device(config.device))
 
 
 def test_interrupt_saves_weights_and_returns_partial_history(config, monkeypatch):

@@ -6,7 +6,7 @@ import torch
 from labkit.history import EpochRecord
 from labkit.verdicts import (
     OverfittingVerdict, clock_against_count, describe_fold_difference, describe_gap_change, describe_pooled_gap, describe_seed_difference,
-    overfitting, pooled_gap, pooled_gap_change,
+    overfitting, pooled_gap, pooled_gap_change, timed_apart,
 )
 
 
@@ -98,6 +98,32 @@ def test_the_clock_is_compared_with_the_count_within_a_fifth(time_ratio, expecte
 def test_the_clock_rule_refuses_a_ratio_that_is_not_positive():
     with pytest.raises(ValueError, match="positive"):
         clock_against_count(0.0, 2.0, "a", "b")
+
+
+A_RECORD = {"date": "2026-12-07", "device": "cpu: x86_64, 2 threads"}
+
+
+def test_times_taken_on_one_day_and_device_compare_without_a_caveat():
+    assert timed_apart({"the UNet": A_RECORD, "the ResNet34-UNet": dict(A_RECORD)}) is None
+
+
+@pytest.mark.parametrize("other, reason", [
+    ({**A_RECORD, "date": "2026-12-06"}, "a machine runs at another speed on another day"),
+    ({**A_RECORD, "device": "NVIDIA H200"}, "different devices run at different speeds"),
+])
+def test_times_taken_apart_are_said_to_be_apart_naming_when_where_and_why(other, reason):
+    sentence = timed_apart({"the UNet": other, "the ResNet34-UNet": A_RECORD})
+    assert sentence.startswith("These times were not measured together")
+    assert f"the UNet on {other['date']}, {other['device']}" in sentence
+    assert "the ResNet34-UNet on 2026-12-07, cpu: x86_64, 2 threads" in sentence
+    assert sentence.endswith(f": {reason}.")
+
+
+@pytest.mark.parametrize("records", [({}, A_RECORD), ({}, {})])
+def test_times_without_a_record_are_not_taken_as_measured_together(records):
+    sentence = timed_apart(dict(zip(("the UNet", "the ResNet34-UNet"), records)))
+    assert sentence.startswith("These times may not have been measured together")
+    assert "the UNet: not recorded" in sentence
 
 
 def counts(photos: list[tuple[int, int, int]]) -> dict[str, torch.Tensor]:

@@ -92,8 +92,7 @@ def compare(*, profile: str, image_size: int, batch_size: int, steps: int, round
     return {"machine": machine(device), "smp": importlib.metadata.version("segmentation-models-pytorch"),
             "profile": profile, "decoder_widths": widths, "image_size": image_size,
             "batch_size": batch_size, "steps": steps, "rounds": rounds, "parameters": parameters, "rounds_measured": rows,
-            "median_images_per_second": medians,
-            "labkit_share_of_smp": shares[THEIRS], "labkit_share_of_smp_bilinear": shares[THEIRS_BILINEAR]}
+            "median_images_per_second": medians, "labkit_share_of": shares}
 
 
 def run_library(*, profile: str, image_size: int, batch_size: int, steps: int, rounds: int, device: str) -> None:
@@ -104,8 +103,7 @@ def run_library(*, profile: str, image_size: int, batch_size: int, steps: int, r
     for name, median in report["median_images_per_second"].items():
         print(f"{name:30} {report['parameters'][name]:>11,} parameters: train {median['train']:7.1f} img/s, "
               f"inference {median['inference']:7.1f} img/s (median of {rounds} rounds)")
-    for key, against in (("labkit_share_of_smp", "smp"), ("labkit_share_of_smp_bilinear", "smp upsampling as labkit")):
-        share = report[key]
+    for against, share in report["labkit_share_of"].items():
         print(f"labkit / {against}: training {share['train']:.2f}x, inference {share['inference']:.2f}x "
               f"({image_size} px, batch {batch_size}, {report['machine']['device']})")
     name = safe_file_name(marked_for_malloc(f"library_{profile}_{image_size}px_batch{batch_size}"))

@@ -3,23 +3,18 @@ labelled with the machine it was measured on."""
 
 import json
 import os
-import platform
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from labkit import allocator, paths
+from labkit.device import timing_label
 
 
 def machine(device: torch.device) -> dict:
     """The device that was measured, in words, with the torch version, the date and how malloc was set up."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"{device.type}: " + (platform.processor() or platform.machine()) + f", {torch.get_num_threads()} threads"
-    return {"device": name, "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-            "malloc": allocator.description()}
+    label = timing_label(device)
+    return {"device": label["device"], "torch": torch.__version__, "date": label["date"], "malloc": allocator.description()}
 
 
 def report_path(name: str, device: torch.device) -> Path:

@@ -20,7 +20,8 @@ def default_root() -> Path:
 
 
 def synthetic_root() -> Path:
-    return paths.data_dir() / "synthetic"
+    """Where the synthetic stand-in lives (or will be made), as an absolute path."""
+    return absolute(paths.data_dir() / "synthetic")
 
 
 def is_synthetic(root: str | Path) -> bool:
@@ -47,7 +48,7 @@ def resolve_root(root: str | Path | None = None) -> Path:
     found = chosen_root(root)
     if found is not None:
         return found
-    candidate = absolute(synthetic_root())
+    candidate = synthetic_root()
     if not (candidate / "annotations" / "trainval.txt").is_file():
         make_synthetic(candidate)
     warnings.warn(
