@@ -29,8 +29,8 @@ from labkit import data, divergence, paths
 from labkit.augment import AugmentConfig, augment_batch
 from labkit.checkpoint import make_checkpoint
 from labkit.config import TrainConfig
-from labkit.device import (autocast, grad_scaler, timing_label, memory_format_for, place, resolve_device,
-                           resolve_precision, sync_free_region)
+from labkit.device import (autocast, grad_scaler, memory_format_for, place, resolve_device, resolve_precision,
+                           sync_free_region, timing_label)
 from labkit.distributed import WorldInfo, data_parallel, process_group, processes_of
 from labkit.evaluate import meter_tensors, score_tensors
 from labkit.history import EpochRecord, write_history

@@ -133,17 +133,16 @@ def timed_apart(written: dict[str, dict]) -> str | None:
         written: model label -> `CheckpointInfo.written` ({"date", "device"}, {} where not recorded).
     """
     records = list(written.values())
-    if all(records) and len({(record["date"], record["device"]) for record in records}) <= 1:
-        return None
+    if all(records):
+        reasons = [reason for key, reason in (("device", "different devices run at different speeds"),
+                                              ("date", "a machine runs at another speed on another day"))
+                   if len({record[key] for record in records}) > 1]
+        if not reasons:
+            return None
     places = "; ".join(f"{label} on {record['date']}, {record['device']}" if record else f"{label}: not recorded"
                        for label, record in written.items())
     if not all(records):
         return f"These times may not have been measured together ({places}), so the comparison may not hold."
-    reasons = []
-    if len({record["device"] for record in records}) > 1:
-        reasons.append("different devices run at different speeds")
-    if len({record["date"] for record in records}) > 1:
-        reasons.append("a machine runs at another speed on another day")
     return f"These times were not measured together ({places}): {' and '.join(reasons)}."
 
 

@@ -21,7 +21,7 @@ from labkit.bench.reports import machine, marked_for_malloc, safe_file_name, sav
 from labkit.config import make_config, resolve_profile
 from labkit.device import memory_format_for, resolve_device
 from labkit.losses import SegmentationLoss
-from labkit.models import ResNet34UNet, count_parameters
+from labkit.models import ResNet34UNet, count_parameters, default_arguments
 
 LIBRARY_HINT = 'pip install -e ".[library]"'  # segmentation-models-pytorch, an extra of pyproject.toml
 OURS, THEIRS, THEIRS_BILINEAR = "labkit ResNet34UNet", "smp Unet(resnet34)", "smp Unet(resnet34), bilinear"
@@ -67,9 +67,8 @@ def timed_step(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor
 def compare(*, profile: str, image_size: int, batch_size: int, steps: int, rounds: int, device: str) -> dict:
     """The three models timed `rounds` times in turn; the medians and labkit's speed as a share of each smp."""
     device = resolve_device(device)
-    # the profile's decoder widths, else the model's own default, read back from a model so it is written once
-    built = ResNet34UNet(**make_config("resnet34_unet", profile).model_kwargs)
-    widths = ResNet34UNet.arguments_from_weights(built.state_dict())["decoder_widths"]
+    arguments = {**default_arguments("resnet34_unet"), **make_config("resnet34_unet", profile).model_kwargs}
+    widths = tuple(arguments["decoder_widths"])  # the profile's, else the model's own
     builders = {OURS: lambda: ResNet34UNet(decoder_widths=widths),
                 THEIRS: lambda: library_unet(widths),
                 THEIRS_BILINEAR: lambda: library_unet(widths, upsampling="bilinear")}

@@ -49,9 +49,14 @@ def weights_fit(weights: dict[str, torch.Tensor]) -> tuple[str, dict] | None:
     return None
 
 
+def default_arguments(name: str) -> dict:
+    """A registered model's constructor arguments and their defaults, read from its signature."""
+    return {key: parameter.default for key, parameter in inspect.signature(MODELS[name]).parameters.items()}
+
+
 def describe_model(name: str, arguments: dict) -> str:
     """`unet(base_width=16)`: a registered model and the arguments in which it differs from its defaults."""
-    defaults = {key: parameter.default for key, parameter in inspect.signature(MODELS[name]).parameters.items()}
+    defaults = default_arguments(name)
     changed = [f"{key}={value!r}" for key, value in arguments.items()
                if key not in defaults or as_tuple(defaults[key]) != as_tuple(value)]
     return f"{name}({', '.join(changed)})"
@@ -67,5 +72,5 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MODELS", "ResNet34UNet", "UNet", "build_model", "check_same_weights", "count_parameters", "describe_model",
-           "weights_fit"]
+__all__ = ["MODELS", "ResNet34UNet", "UNet", "build_model", "check_same_weights", "count_parameters", "default_arguments",
+           "describe_model", "weights_fit"]
