@@ -37,7 +37,10 @@ PROFILES: dict[str, dict] = {
     # two-standard-error rule, lower on 4 folds of 5), the price of `make lab` in 15 minutes. At 96 px
     # with 640 steps it was within the spread of 128 px (+0.002 +- 0.004) in as long (508 s). The
     # ResNet34-UNet warms its learning rate up over 30 % of the steps (OneCycleLR's own default), not
-    # the 10 % it had: higher on every fold (0.803 +- 0.025, +0.007 +- 0.002 paired), the same arithmetic.
+    # the 10 % it had: higher on every fold (0.803 +- 0.025, +0.007 +- 0.002 paired), the same arithmetic,
+    # against the 10 % warm-up's run of 2026-12-03. Against its run of 2026-12-07, +0.004 +- 0.003: within
+    # the spread (runs of one recipe on two days differ; README, "One recipe, two days"). It stays as
+    # PyTorch's default, not worse.
     "cpu": {
         "image_size": 96,
         "epochs": None,

@@ -1,4 +1,5 @@
 import json
+import subprocess
 
 import pytest
 import torch
@@ -156,3 +157,29 @@ def test_a_report_of_the_same_recipe_is_run_again_and_replaced(tmp_path, monkeyp
     path = write_quality_report(tmp_path, "quality_smoke_unet_epochs-1", make_config("unet", "smoke", epochs=1))
     assert main(["bench", "quality", "--profile", "smoke", "--models", "unet", "--epochs", "1"]) == 0
     assert json.loads(path.read_text())["rows"][0]["valid_dice"] == 0.5
+
+
+def git_checkout_with_labkit(root):
+    """A git repository holding labkit/module.py and README.md, committed."""
+    (root / "labkit").mkdir(parents=True)
+    (root / "labkit" / "module.py").write_text("VALUE = 1\n")
+    (root / "README.md").write_text("notes\n")
+    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "first"]):
+        subprocess.run(["git", "-C", str(root), *command], check=True, capture_output=True)
+    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_a_report_names_the_commit_it_ran_from_and_whether_labkit_differed_from_it(tmp_path):
+    commit = git_checkout_with_labkit(tmp_path)
+    assert reports.code_version(tmp_path) == {"commit": commit, "labkit_changed": False}
+    (tmp_path / "README.md").write_text("more notes\n")  # not labkit's code: the runs are still that commit's
+    assert reports.code_version(tmp_path) == {"commit": commit, "labkit_changed": False}
+    (tmp_path / "labkit" / "module.py").write_text("VALUE = 2\n")
+    assert reports.code_version(tmp_path) == {"commit": commit, "labkit_changed": True}
+
+
+def test_a_report_made_outside_a_git_checkout_says_its_code_is_unknown(tmp_path):
+    (tmp_path / "labkit").mkdir()
+    assert reports.code_version(tmp_path) is None
+    assert "code" in reports.machine(torch.device("cpu"))

@@ -3,6 +3,7 @@ labelled with the machine it was measured on."""
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import torch
@@ -12,9 +13,25 @@ from labkit.device import timing_label
 
 
 def machine(device: torch.device) -> dict:
-    """The device that was measured, in words, with the torch version, the date and how malloc was set up."""
+    """The device that was measured, in words, with the torch version, the date, how malloc was set up
+    and which code ran (`code_version`)."""
     label = timing_label(device)
-    return {"device": label["device"], "torch": torch.__version__, "date": label["date"], "malloc": allocator.description()}
+    return {"device": label["device"], "torch": torch.__version__, "date": label["date"], "malloc": allocator.description(),
+            "code": code_version()}
+
+
+def code_version(checkout: Path = Path(__file__).resolve().parents[2]) -> dict | None:
+    """The git commit labkit ran from, and whether its files differed from that commit: runs of one
+    recipe on two days have trained to different weights, so a comparison is fair only between runs
+    of the same code. None outside a git checkout (labkit installed from a wheel, or no git)."""
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", "-C", str(checkout), *arguments], capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "labkit_changed": bool(git("status", "--porcelain", "--", "labkit"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def report_path(name: str, device: torch.device) -> Path:
