@@ -39,7 +39,7 @@ PROFILES: dict[str, dict] = {
     # ResNet34-UNet warms its learning rate up over 30 % of the steps (OneCycleLR's own default), not
     # the 10 % it had: higher on every fold (0.803 +- 0.025, +0.007 +- 0.002 paired), the same arithmetic,
     # against the 10 % warm-up's run of 2026-12-03. Against its run of 2026-12-07, +0.004 +- 0.003: within
-    # the spread (runs of one recipe on two days differ; README, "One recipe, two days"). It stays as
+    # the spread (the runs of 12-03 differ from those since; README, "One recipe, two days"). It stays as
     # PyTorch's default, not worse.
     "cpu": {
         "image_size": 96,

@@ -164,7 +164,8 @@ def git_checkout_with_labkit(root):
     (root / "labkit").mkdir(parents=True)
     (root / "labkit" / "module.py").write_text("VALUE = 1\n")
     (root / "README.md").write_text("notes\n")
-    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "first"]):
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
+    for command in (["init", "-q"], ["add", "."], [*identity, "commit", "-qm", "first"]):
         subprocess.run(["git", "-C", str(root), *command], check=True, capture_output=True)
     return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True,
                           text=True).stdout.strip()
@@ -179,7 +180,18 @@ def test_a_report_names_the_commit_it_ran_from_and_whether_labkit_differed_from_
     assert reports.code_version(tmp_path) == {"commit": commit, "labkit_changed": True}
 
 
-def test_a_report_made_outside_a_git_checkout_says_its_code_is_unknown(tmp_path):
+def test_a_report_made_outside_a_git_checkout_says_its_code_is_unknown(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # even where the temporary folder is in a clone
     (tmp_path / "labkit").mkdir()
     assert reports.code_version(tmp_path) is None
-    assert "code" in reports.machine(torch.device("cpu"))
+
+
+def test_a_report_records_the_code_of_the_labkit_that_wrote_it():
+    assert reports.machine(torch.device("cpu"))["code"] == reports.code_version()
+
+
+def test_labkit_installed_inside_another_repository_does_not_take_that_repository_s_commit(tmp_path):
+    git_checkout_with_labkit(tmp_path)
+    installed = tmp_path / ".venv" / "lib" / "site-packages"  # what parents[2] of an installed reports.py is
+    (installed / "labkit").mkdir(parents=True)
+    assert reports.code_version(installed) is None

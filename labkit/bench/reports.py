@@ -24,11 +24,17 @@ def code_version(checkout: Path = Path(__file__).resolve().parents[2]) -> dict |
     """The git commit labkit ran from, and whether its files differed from that commit: runs of one
     recipe on two days have trained to different weights, so a comparison is fair only between runs
     of the same code. None outside a git checkout (labkit installed from a wheel, or no git)."""
+    # GIT_DIR and its kin (set inside a git hook, say) would point git elsewhere than `checkout`.
+    elsewhere = {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY"}
+    environment = {key: value for key, value in os.environ.items() if key not in elsewhere}
+
     def git(*arguments: str) -> str:
-        return subprocess.run(["git", "-C", str(checkout), *arguments], capture_output=True, text=True,
-                              check=True, timeout=30).stdout.strip()
+        return subprocess.run(["git", "-C", str(checkout), "--no-optional-locks", *arguments], capture_output=True,
+                              text=True, errors="replace", check=True, timeout=30, env=environment).stdout.strip()
 
     try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != checkout.resolve():
+            return None  # labkit installed inside some other repository (a virtual environment in a clone, say)
         return {"commit": git("rev-parse", "HEAD"), "labkit_changed": bool(git("status", "--porcelain", "--", "labkit"))}
     except (OSError, subprocess.SubprocessError):
         return None
