@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from labkit import train
-from labkit.bench import quality, reports
+from labkit.bench import quality, reports, speed
 from labkit.bench.quality import parse_settings, quality_report_name
 from labkit.bench.speed import speed_report_name
 from labkit.cli import EXIT_INTERRUPTED, main
@@ -157,6 +157,33 @@ def test_a_report_of_the_same_recipe_is_run_again_and_replaced(tmp_path, monkeyp
     path = write_quality_report(tmp_path, "quality_smoke_unet_epochs-1", make_config("unet", "smoke", epochs=1))
     assert main(["bench", "quality", "--profile", "smoke", "--models", "unet", "--epochs", "1"]) == 0
     assert json.loads(path.read_text())["rows"][0]["valid_dice"] == 0.5
+
+
+def machine_counted(monkeypatch, module):
+    """Make each `machine()` of `module` say how many came before it."""
+    calls = []
+    monkeypatch.setattr(module, "machine", lambda device: calls.append(device) or {"call": len(calls)})
+
+
+def test_a_quality_report_records_the_machine_and_code_as_its_run_started(tmp_path, monkeypatch):
+    """Not as its last fold ended: an hour of folds can cross midnight or outlast an edit of labkit."""
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.setattr(quality, "quality_of", lambda config, *args, **kwargs: {
+        "model": config.model, "seed": config.seed, "valid_fold": config.valid_fold, "valid_dice": 0.5, "last_valid_dice": 0.5,
+        "train_seconds": 1.0, "config": config.to_dict()})
+    machine_counted(monkeypatch, quality)
+    quality.run_quality(data_root=None, profile="smoke", models=["unet"], epochs=1, settings=[], seeds=[0],
+                        device="cpu", folds=3)
+    report = json.loads(next((tmp_path / "reports" / "bench").glob("quality_smoke_unet_folds-3_*.json")).read_text())
+    assert report["runs_finished"] == 3 and report["machine"] == {"call": 1}
+
+
+def test_a_speed_report_records_the_machine_and_code_as_its_run_started(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    machine_counted(monkeypatch, speed)
+    assert main(["bench", "speed", "--profile", "smoke", "--image-size", "32", "--batch-size", "2", "--steps", "1"]) == 0
+    report = json.loads(next((tmp_path / "reports" / "bench").glob("speed_smoke_32px_*.json")).read_text())
+    assert len(report["rows"]) == 2 and report["machine"] == {"call": 1}
 
 
 def git_checkout_with_labkit(root):

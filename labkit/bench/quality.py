@@ -124,7 +124,8 @@ def run_quality(*, data_root: str | None, profile: str, models: list[str], epoch
                 settings: list[str], seeds: list[int], device: str, folds: int | None = None) -> None:
     """Train and score every model on every seed (and, with `folds`, on every fold). The report is
     rewritten after each run, so a benchmark stopped by a time limit or Ctrl-C keeps the runs it
-    finished (`runs_finished` of `runs_planned`).
+    finished (`runs_finished` of `runs_planned`). It records the machine, date and code as they were
+    when the run started: an hour of folds can cross midnight or outlast an edit.
 
     Args:
         settings: TrainConfig overrides as FIELD=VALUE (see `parse_settings`).
@@ -144,6 +145,7 @@ def run_quality(*, data_root: str | None, profile: str, models: list[str], epoch
         for model_name in models})
     held_out = range(folds) if folds else [None]
     planned = len(models) * len(seeds) * len(held_out)
+    measured = machine(measured_on)  # the machine, date and code as the run starts, not as its last fold ends
     rows = []
     for model_name in models:
         for seed in seeds:
@@ -156,7 +158,7 @@ def run_quality(*, data_root: str | None, profile: str, models: list[str], epoch
                 scored = {"splits": ("valid",), "tta": (False,)} if folds else {}
                 rows.append(quality_of(config, data_root, device, **scored))
                 print(json.dumps(rows[-1], indent=1))
-                save_report(name, {"machine": machine(measured_on), "data_root": data_root, "overrides": overrides,
+                save_report(name, {"machine": measured, "data_root": data_root, "overrides": overrides,
                                    "seeds": seeds, "folds": folds, "runs_finished": len(rows), "runs_planned": planned,
                                    "summary": summarize(rows), "rows": rows}, measured_on)
     for model, scores in summarize(rows).items():

@@ -112,7 +112,8 @@ def speed_report_name(profile: str, image_size: int, batch_size: int, models: li
 def run_speed(*, models: list[str], profile: str, image_size: int, batch_size: int, steps: int,
               precisions: list[str] | None, compiled: bool, device: str) -> None:
     """Measure every model, precision and (with `compiled`) eager and compiled; the report is
-    rewritten after each measurement, so a run stopped by a time limit keeps what it measured.
+    rewritten after each measurement, so a run stopped by a time limit keeps what it measured. It
+    records the machine, date and code as they were when the run started.
 
     Args:
         precisions: default fp32, plus "auto" (bf16 or fp16) on CUDA.
@@ -124,6 +125,7 @@ def run_speed(*, models: list[str], profile: str, image_size: int, batch_size: i
     resolved = list(dict.fromkeys(resolved))  # "auto" is fp32 on a CPU: measure it once
     profile = resolve_profile(profile)
     name = speed_report_name(profile, image_size, batch_size, models, resolved, compiled)
+    measured = machine(measured_on)  # the machine and code as the run starts: a long run's edits are not its code
     rows = []
     for model in models:
         for precision in resolved:
@@ -132,5 +134,5 @@ def run_speed(*, models: list[str], profile: str, image_size: int, batch_size: i
                                  precision=precision, compiled=compile_it, device=str(measured_on), steps=steps)
                 rows.append(speed_of(case))
                 print(format_speed(rows[-1]), flush=True)
-                save_report(name, {"machine": machine(measured_on), "image_size": image_size,
+                save_report(name, {"machine": measured, "image_size": image_size,
                                    "batch_size": batch_size, "profile": profile, "rows": rows}, measured_on)
