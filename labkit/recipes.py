@@ -57,3 +57,19 @@ def changes_from_profile(report: dict, model: str, profile: str, train_count: in
     """How a quality report's runs of `model` differ from `profile` as it trains now, on
     `train_count` training photos: {} when they trained as the profile does."""
     return changes_from(report, make_config(model, profile), train_count)
+
+
+def closest_reference(changes: dict, candidates: dict) -> object | None:
+    """Which run a run with `changes` should be compared with, so that the comparison measures as few
+    changes at once as it can: of `candidates` (a key for each run -> its changes, all from one
+    recipe, e.g. the profile's {}), the one whose changes are some, but not all, of `changes` (each
+    field with the same value), and the most of them; the first such in `candidates`' order on a tie.
+    None when no candidate is. A field is compared whole: `model_kwargs` of {"deep_supervision": true}
+    is not part of `model_kwargs` of {"deep_supervision": true, "base_width": 32}.
+
+    A run with {"weight_decay": 0.05, "warmup_fraction": 0.1} is compared with a run of
+    {"warmup_fraction": 0.1}, if there is one, not with the profile: against the profile it would
+    measure the warm-up as well as the decay.
+    """
+    within = [key for key, theirs in candidates.items() if theirs.items() < changes.items()]
+    return max(within, key=lambda key: len(candidates[key]), default=None)

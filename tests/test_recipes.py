@@ -1,7 +1,7 @@
 """labkit.recipes: a study run is matched to a profile by what it learned and the steps it took."""
 
 from labkit.config import make_config
-from labkit.recipes import changes_from, changes_from_profile
+from labkit.recipes import changes_from, changes_from_profile, closest_reference
 
 
 def report(model: str = "unet", **settings) -> dict:
@@ -52,3 +52,24 @@ def test_a_study_run_names_what_it_changed_from_the_profile():
 
 def test_the_folds_of_a_cross_validation_are_not_a_change_of_recipe():
     assert changes_from_profile(report(folds=5, valid_fold=3), "unet", "cpu", 160) == {}
+
+
+def test_a_run_is_compared_with_the_run_that_differs_from_it_in_the_fewest_settings():
+    candidates = {"profile": {}, "short warm-up": {"warmup_fraction": 0.1}, "decay": {"weight_decay": 0.05}}
+    assert closest_reference({"weight_decay": 0.05, "warmup_fraction": 0.1}, candidates) == "short warm-up"
+    assert closest_reference({"lr": 0.006}, candidates) == "profile"
+    assert closest_reference({"warmup_fraction": 0.1}, candidates) == "profile"  # never with itself
+
+
+def test_of_the_runs_within_it_a_run_is_compared_with_the_one_that_shares_the_most_settings():
+    changes = {"image_size": 128, "warmup_fraction": 0.1, "zero_init_residual": True}
+    candidates = {"profile": {}, "short warm-up": {"warmup_fraction": 0.1},
+                  "larger, short warm-up": {"image_size": 128, "warmup_fraction": 0.1}}
+    assert closest_reference(changes, candidates) == "larger, short warm-up"
+
+
+def test_a_run_whose_setting_differs_in_value_is_not_compared_with_it():
+    """A 30 % warm-up is no part of a run with a 10 % warm-up."""
+    candidates = {"profile": {}, "long warm-up": {"warmup_fraction": 0.3}}
+    assert closest_reference({"warmup_fraction": 0.1, "lr": 0.006}, candidates) == "profile"
+    assert closest_reference({"warmup_fraction": 0.1}, {"long warm-up": {"warmup_fraction": 0.3}}) is None
