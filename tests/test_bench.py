@@ -160,7 +160,7 @@ def test_a_report_of_the_same_recipe_is_run_again_and_replaced(tmp_path, monkeyp
 
 
 def machine_counted(monkeypatch, module):
-    """Make each `machine()` of `module` say how many came before it."""
+    """Make each `machine()` of `module` return how many times it has been called, itself included."""
     calls = []
     monkeypatch.setattr(module, "machine", lambda device: calls.append(device) or {"call": len(calls)})
 

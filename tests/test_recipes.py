@@ -59,6 +59,8 @@ def test_a_run_is_compared_with_the_run_that_differs_from_it_in_the_fewest_setti
     assert closest_reference({"weight_decay": 0.05, "warmup_fraction": 0.1}, candidates) == "short warm-up"
     assert closest_reference({"lr": 0.006}, candidates) == "profile"
     assert closest_reference({"warmup_fraction": 0.1}, candidates) == "profile"  # never with itself
+    assert closest_reference({"weight_decay": 0.05, "lr": 0.006},  # a tie: the first candidate
+                             {"decay": {"weight_decay": 0.05}, "peak": {"lr": 0.006}}) == "decay"
 
 
 def test_of_the_runs_within_it_a_run_is_compared_with_the_one_that_shares_the_most_settings():
