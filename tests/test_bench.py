@@ -169,8 +169,8 @@ def test_a_quality_report_records_the_machine_and_code_as_its_run_started(tmp_pa
     """Not as its last fold ended: an hour of folds can cross midnight or outlast an edit of labkit."""
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     monkeypatch.setattr(quality, "quality_of", lambda config, *args, **kwargs: {
-        "model": config.model, "seed": config.seed, "valid_fold": config.valid_fold, "valid_dice": 0.5, "last_valid_dice": 0.5,
-        "train_seconds": 1.0, "config": config.to_dict()})
+        "model": config.model, "seed": config.seed, "valid_fold": config.valid_fold, "valid_dice": 0.5,
+        "last_valid_dice": 0.5, "train_seconds": 1.0, "config": config.to_dict()})
     machine_counted(monkeypatch, quality)
     quality.run_quality(data_root=None, profile="smoke", models=["unet"], epochs=1, settings=[], seeds=[0],
                         device="cpu", folds=3)

@@ -125,7 +125,7 @@ def run_speed(*, models: list[str], profile: str, image_size: int, batch_size: i
     resolved = list(dict.fromkeys(resolved))  # "auto" is fp32 on a CPU: measure it once
     profile = resolve_profile(profile)
     name = speed_report_name(profile, image_size, batch_size, models, resolved, compiled)
-    measured = machine(measured_on)  # the machine and code as the run starts: a long run's edits are not its code
+    measured = machine(measured_on)  # the machine, date and code as the run starts, not as its last row ends
     rows = []
     for model in models:
         for precision in resolved:
